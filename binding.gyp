@@ -1,0 +1,27 @@
+{
+  "variables": {
+    "lz4_lib": "<!(node -p \"require('path').join(require('path').dirname(require.resolve('lz4/package.json')), 'deps', 'lz4', 'lib')\")",
+    "napi_include": "<!(node -p \"require('node-addon-api').include_dir\")"
+  },
+  "targets": [
+    {
+      "target_name": "uffd_snapshot",
+      "sources": [
+        "native/addon.cc",
+        "native/codec.cc",
+        "native/fault_handler.cc",
+        "native/region.cc",
+        "native/saver.cc",
+        "native/sink.cc",
+        "native/uffd.cc",
+        "native/lz4_sources.c"
+      ],
+      "include_dirs": ["<(napi_include)", "<(lz4_lib)"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "XXH_NAMESPACE=USNAP_"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags": ["-O2", "-fvisibility=hidden"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    }
+  ]
+}

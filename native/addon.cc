@@ -1,0 +1,480 @@
+// N-API layer: type checks and conversions only. Validation, defaults and error wording live
+// in lib/ (TypeScript). Native failures are thrown as plain Errors carrying `nativeCode`
+// (SYS, CORRUPT, INVALID, CLOSED) plus `errno`/`syscall` for SYS; lib/ turns them into
+// SnapshotErrors with stable codes and hints.
+#include <napi.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+
+#include "codec.h"
+#include "region.h"
+#include "sink.h"
+#include "sys_error.h"
+#include "uffd.h"
+
+namespace {
+
+// ---- errors ----
+
+Napi::Error NativeError(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("nativeCode", Napi::String::New(env, code));
+  return e;
+}
+
+template <typename Fn>
+Napi::Value Guard(const Napi::CallbackInfo& info, Fn fn) {
+  Napi::Env env = info.Env();
+  try {
+    return fn(env);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const SysError& e) {
+    Napi::Error err = NativeError(env, "SYS", std::string(e.op()) + ": " + strerror(e.errnum()));
+    err.Set("errno", Napi::Number::New(env, e.errnum()));
+    err.Set("syscall", Napi::String::New(env, e.op()));
+    throw err;
+  } catch (const CorruptError& e) {
+    throw NativeError(env, "CORRUPT", e.what());
+  } catch (const std::invalid_argument& e) {
+    throw NativeError(env, "INVALID", e.what());
+  } catch (const std::out_of_range& e) {
+    throw NativeError(env, "INVALID", e.what());
+  } catch (const std::logic_error& e) {
+    throw NativeError(env, "CLOSED", e.what());
+  } catch (const std::bad_alloc&) {
+    throw NativeError(env, "NOMEM", "out of memory");
+  } catch (const std::exception& e) {
+    throw NativeError(env, "INTERNAL", e.what());
+  }
+}
+
+// ---- sinks: process-wide, so a writer in a worker thread can drain what regions capture ----
+
+std::mutex gSinksMu;
+std::map<uint32_t, std::shared_ptr<Sink>> gSinks;
+uint32_t gNextSinkId = 1;
+
+std::shared_ptr<Sink> FindSink(Napi::Env env, const Napi::Value& v) {
+  std::lock_guard<std::mutex> lock(gSinksMu);
+  auto it = gSinks.find(v.As<Napi::Number>().Uint32Value());
+  if (it == gSinks.end()) throw NativeError(env, "CLOSED", "sink is closed");
+  return it->second;
+}
+
+// ---- regions: owned by the JS handle, closed by the environment's cleanup hook at exit ----
+
+struct RegionHandle;
+struct EnvData {
+  std::set<RegionHandle*> regions;
+};
+
+struct RegionHandle {
+  std::unique_ptr<Region> region;
+  std::shared_ptr<Mapping> mapping;  // null when the memory belongs to someone else (attach)
+  Napi::Reference<Napi::ArrayBuffer> buffer;
+  EnvData* envData = nullptr;
+
+  void Close() {
+    if (region) region->Close();
+  }
+};
+
+RegionHandle* GetRegion(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsExternal()) throw NativeError(env, "INVALID", "not a region handle");
+  RegionHandle* h = v.As<Napi::External<RegionHandle>>().Data();
+  if (!h->region) throw NativeError(env, "CLOSED", "region is closed");
+  return h;
+}
+
+Napi::Uint32Array ToUint32Array(Napi::Env env, const std::vector<uint32_t>& v) {
+  Napi::Uint32Array a = Napi::Uint32Array::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(uint32_t));
+  return a;
+}
+
+int64_t HashToSigned(uint64_t h) {
+  int64_t s;
+  std::memcpy(&s, &h, sizeof(s));
+  return s;
+}
+
+uint64_t HashFromValue(const Napi::Value& v) {
+  bool lossless;
+  int64_t s = v.As<Napi::BigInt>().Int64Value(&lossless);
+  uint64_t h;
+  std::memcpy(&h, &s, sizeof(h));
+  return h;
+}
+
+// ---- exports ----
+
+Napi::Value ProbeUffd(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    UffdProbe p = Userfaultfd::Probe();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("ok", p.ok);
+    o.Set("errno", p.errnum);
+    o.Set("failedOp", p.failedOp);
+    const char* route = p.route == UffdRoute::kDevice    ? "device"
+                        : p.route == UffdRoute::kSyscall ? "syscall"
+                                                         : "syscall-user-mode-only";
+    o.Set("route", route);
+    o.Set("features", Napi::Number::New(env, static_cast<double>(p.features)));
+    return o;
+  });
+}
+
+// region_open({ size, faultAroundPages, sink, regionKey, memory?: Uint8Array })
+Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    Napi::Object opts = info[0].As<Napi::Object>();
+    auto handle = std::make_unique<RegionHandle>();
+    RegionOptions ro;
+    ro.faultAroundPages = opts.Get("faultAroundPages").As<Napi::Number>().Uint32Value();
+    ro.regionKey = opts.Get("regionKey").As<Napi::Number>().Uint32Value();
+    ro.sink = FindSink(env, opts.Get("sink"));
+    Napi::Value memory = opts.Get("memory");
+    if (memory.IsTypedArray()) {
+      Napi::Uint8Array view = memory.As<Napi::Uint8Array>();
+      ro.base = view.Data();
+      ro.size = view.ByteLength();
+    } else {
+      ro.size = static_cast<size_t>(opts.Get("size").As<Napi::Number>().Int64Value());
+      handle->mapping = std::make_shared<Mapping>(ro.size);
+      ro.base = handle->mapping->base();
+    }
+    handle->region = std::make_unique<Region>(ro);
+    if (handle->mapping) {
+      // The ArrayBuffer co-owns the mapping: memory stays valid for as long as JS can reach it.
+      auto* owner = new std::shared_ptr<Mapping>(handle->mapping);
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, ro.base, ro.size,
+                                                    [](Napi::Env, void*, std::shared_ptr<Mapping>* o) { delete o; },
+                                                    owner);
+      handle->buffer = Napi::Persistent(ab);
+    }
+    EnvData* envData = env.GetInstanceData<EnvData>();
+    handle->envData = envData;
+    envData->regions.insert(handle.get());
+    return Napi::External<RegionHandle>::New(env, handle.release(), [](Napi::Env, RegionHandle* h) {
+      if (h->envData) h->envData->regions.erase(h);
+      h->Close();
+      delete h;
+    });
+  });
+}
+
+Napi::Value RegionBuffer(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionHandle* h = GetRegion(env, info[0]);
+    if (h->buffer.IsEmpty()) return env.Undefined();
+    return h->buffer.Value();
+  });
+}
+
+Napi::Value RegionSnapshot(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionHandle* h = GetRegion(env, info[0]);
+    uint64_t snap = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    std::string meta = info[2].As<Napi::String>().Utf8Value();
+    SnapshotResult r = h->region->Snapshot(snap, std::move(meta));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("chunks", ToUint32Array(env, r.chunks));
+    o.Set("full", r.full);
+    o.Set("pauseNs", Napi::Number::New(env, static_cast<double>(r.pauseNs)));
+    return o;
+  });
+}
+
+Napi::Value RegionPrepareRollback(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    return ToUint32Array(env, GetRegion(env, info[0])->region->PrepareRollback());
+  });
+}
+
+// region_rollback(handle, sink, { chunk: Uint32Array, sinkSnap: Float64Array, codec: Uint8Array,
+//   rawLen: Uint32Array, hash: BigInt64Array, data: (Uint8Array|null)[] })
+// A source with sinkSnap > 0 is read from the sink; otherwise from `data` (checked first).
+Napi::Value RegionRollback(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionHandle* h = GetRegion(env, info[0]);
+    std::shared_ptr<Sink> sink = FindSink(env, info[1]);
+    Napi::Object src = info[2].As<Napi::Object>();
+    Napi::Uint32Array chunk = src.Get("chunk").As<Napi::Uint32Array>();
+    Napi::Float64Array sinkSnap = src.Get("sinkSnap").As<Napi::Float64Array>();
+    Napi::Uint8Array codec = src.Get("codec").As<Napi::Uint8Array>();
+    Napi::Uint32Array rawLen = src.Get("rawLen").As<Napi::Uint32Array>();
+    Napi::TypedArray hashArr = src.Get("hash").As<Napi::TypedArray>();
+    const uint64_t* hash = reinterpret_cast<const uint64_t*>(
+        static_cast<uint8_t*>(hashArr.ArrayBuffer().Data()) + hashArr.ByteOffset());
+    Napi::Array data = src.Get("data").As<Napi::Array>();
+    const size_t n = chunk.ElementLength();
+    if (sinkSnap.ElementLength() != n || codec.ElementLength() != n || rawLen.ElementLength() != n ||
+        hashArr.ElementLength() != n || data.Length() != n)
+      throw NativeError(env, "INVALID", "rollback source arrays differ in length");
+    std::vector<ChunkSource> sources(n);
+    for (size_t i = 0; i < n; i++) {
+      ChunkSource& s = sources[i];
+      s.chunk = chunk[i];
+      if (sinkSnap[i] > 0) {
+        s.keep = sink->Lookup(static_cast<uint64_t>(sinkSnap[i]), s.chunk);
+        if (!s.keep) throw NativeError(env, "INVALID", "chunk is no longer held in memory");
+        s.codec = s.keep->codec;
+        s.rawLen = s.keep->rawLen;
+        s.bytes = s.keep->bytes.data();
+        s.len = s.keep->bytes.size();
+        continue;
+      }
+      s.codec = static_cast<Codec>(codec[i]);
+      s.rawLen = rawLen[i];
+      Napi::Value d = data.Get(static_cast<uint32_t>(i));
+      if (d.IsTypedArray()) {
+        Napi::Uint8Array bytes = d.As<Napi::Uint8Array>();
+        s.bytes = bytes.Data();
+        s.len = bytes.ByteLength();
+      }
+      if (s.rawLen != kChunkSize) throw CorruptError("chunk " + std::to_string(s.chunk) + " is not 64 KiB");
+      try {
+        Verify(s.codec, s.rawLen, hash[i], s.bytes, s.len);
+      } catch (const CorruptError& e) {
+        throw CorruptError("chunk " + std::to_string(s.chunk) + ": " + e.what());
+      }
+    }
+    return ToUint32Array(env, h->region->Rollback(sources));
+  });
+}
+
+Napi::Value RegionStatsFn(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionStats s = GetRegion(env, info[0])->region->Stats();
+    Napi::Object o = Napi::Object::New(env);
+    auto num = [&](const char* k, uint64_t v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v))); };
+    num("wpFaults", s.wpFaults);
+    num("missingFaults", s.missingFaults);
+    num("chunksCapturedByHandler", s.chunksCapturedByHandler);
+    num("chunksSavedInBackground", s.chunksSavedInBackground);
+    num("savesDiscarded", s.savesDiscarded);
+    num("bytesCaptured", s.bytesCaptured);
+    num("snapshots", s.snapshots);
+    num("rollbacks", s.rollbacks);
+    num("chunksRolledBack", s.chunksRolledBack);
+    num("lastPauseNs", s.lastPauseNs);
+    num("maxPauseNs", s.maxPauseNs);
+    num("pendingChunks", s.pendingChunks);
+    num("faultNsTotal", s.faultNsTotal);
+    return o;
+  });
+}
+
+Napi::Value RegionClose(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    if (!info[0].IsExternal()) throw NativeError(env, "INVALID", "not a region handle");
+    RegionHandle* h = info[0].As<Napi::External<RegionHandle>>().Data();
+    if (!h->region) return env.Undefined();
+    h->region->Close();
+    h->region.reset();
+    if (!h->buffer.IsEmpty()) {
+      // Detach first: views over the buffer become empty instead of pointing at unmapped memory.
+      Napi::ArrayBuffer ab = h->buffer.Value();
+      if (!ab.IsDetached()) ab.Detach();
+      h->buffer.Reset();
+    }
+    if (h->mapping) h->mapping->Unmap();
+    h->mapping.reset();
+    return env.Undefined();
+  });
+}
+
+Napi::Value SinkOpen(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::lock_guard<std::mutex> lock(gSinksMu);
+    uint32_t id = gNextSinkId++;
+    gSinks[id] = std::make_shared<Sink>();
+    return Napi::Number::New(env, id);
+  });
+}
+
+Napi::Value SinkDrain(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<Sink> sink = FindSink(env, info[0]);
+    size_t maxBytes = info[1].As<Napi::Number>().Uint32Value();
+    int waitMs = info[2].As<Napi::Number>().Int32Value();
+    Sink::Batch b = sink->Drain(maxBytes, waitMs);
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array begins = Napi::Array::New(env, b.begins.size());
+    for (size_t i = 0; i < b.begins.size(); i++) {
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("snap", Napi::Number::New(env, static_cast<double>(b.begins[i].snap)));
+      x.Set("regionKey", b.begins[i].regionKey);
+      x.Set("meta", b.begins[i].meta);
+      begins.Set(static_cast<uint32_t>(i), x);
+    }
+    o.Set("begins", begins);
+    const size_t n = b.chunks.size();
+    size_t total = 0;
+    for (const auto& c : b.chunks) total += c.blob->bytes.size();
+    Napi::Float64Array snap = Napi::Float64Array::New(env, n);
+    Napi::Uint32Array chunk = Napi::Uint32Array::New(env, n);
+    Napi::Uint8Array codec = Napi::Uint8Array::New(env, n);
+    Napi::Uint32Array rawLen = Napi::Uint32Array::New(env, n);
+    Napi::BigInt64Array hash = Napi::BigInt64Array::New(env, n);
+    Napi::Uint32Array offset = Napi::Uint32Array::New(env, n + 1);
+    Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::New(env, total);
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+      const Sink::Chunk& c = b.chunks[i];
+      snap[i] = static_cast<double>(c.snap);
+      chunk[i] = c.chunk;
+      codec[i] = static_cast<uint8_t>(c.blob->codec);
+      rawLen[i] = c.blob->rawLen;
+      hash[i] = HashToSigned(c.blob->hash);
+      offset[i] = static_cast<uint32_t>(pos);
+      if (!c.blob->bytes.empty()) std::memcpy(data.Data() + pos, c.blob->bytes.data(), c.blob->bytes.size());
+      pos += c.blob->bytes.size();
+    }
+    offset[n] = static_cast<uint32_t>(pos);
+    Napi::Object chunks = Napi::Object::New(env);
+    chunks.Set("snap", snap);
+    chunks.Set("chunk", chunk);
+    chunks.Set("codec", codec);
+    chunks.Set("rawLen", rawLen);
+    chunks.Set("hash", hash);
+    chunks.Set("offset", offset);
+    chunks.Set("data", data);
+    o.Set("chunks", chunks);
+    Napi::Array ends = Napi::Array::New(env, b.ends.size());
+    for (size_t i = 0; i < b.ends.size(); i++) {
+      const Sink::End& e = b.ends[i];
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("snap", Napi::Number::New(env, static_cast<double>(e.snap)));
+      x.Set("chunks", e.chunks);
+      x.Set("rawBytes", Napi::Number::New(env, static_cast<double>(e.rawBytes)));
+      x.Set("storedBytes", Napi::Number::New(env, static_cast<double>(e.storedBytes)));
+      x.Set("failed", e.failed);
+      x.Set("error", e.error);
+      ends.Set(static_cast<uint32_t>(i), x);
+    }
+    o.Set("ends", ends);
+    return o;
+  });
+}
+
+Napi::Value SinkRelease(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    FindSink(env, info[0])->Release(static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()));
+    return env.Undefined();
+  });
+}
+
+Napi::Value SinkStatsFn(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    Sink::Stats s = FindSink(env, info[0])->GetStats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("heldBytes", Napi::Number::New(env, static_cast<double>(s.heldBytes)));
+    o.Set("inflight", s.inflight);
+    return o;
+  });
+}
+
+Napi::Value SinkClose(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<Sink> sink;
+    {
+      std::lock_guard<std::mutex> lock(gSinksMu);
+      auto it = gSinks.find(info[0].As<Napi::Number>().Uint32Value());
+      if (it == gSinks.end()) return env.Undefined();
+      sink = it->second;
+      gSinks.erase(it);
+    }
+    sink->Close();
+    return env.Undefined();
+  });
+}
+
+Napi::Object BlobToObject(Napi::Env env, const Blob& b) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("codec", static_cast<uint32_t>(b.codec));
+  o.Set("rawLen", b.rawLen);
+  o.Set("hash", Napi::BigInt::New(env, HashToSigned(b.hash)));
+  o.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, b.bytes.data(), b.bytes.size()));
+  return o;
+}
+
+Napi::Value CodecEncode(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    Napi::Uint8Array in = info[0].As<Napi::Uint8Array>();
+    return BlobToObject(env, *Encode(in.Data(), in.ByteLength()));
+  });
+}
+
+Napi::Value CodecDecode(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    uint32_t codec = info[0].As<Napi::Number>().Uint32Value();
+    uint32_t rawLen = info[1].As<Napi::Number>().Uint32Value();
+    Napi::Uint8Array in = info[2].As<Napi::Uint8Array>();
+    if (rawLen > (64u << 20)) throw CorruptError("decoded length too large");
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, rawLen);
+    Decode(static_cast<Codec>(codec), rawLen, in.Data(), in.ByteLength(), out.Data());
+    return out;
+  });
+}
+
+Napi::Value CodecVerify(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    uint32_t codec = info[0].As<Napi::Number>().Uint32Value();
+    uint32_t rawLen = info[1].As<Napi::Number>().Uint32Value();
+    uint64_t hash = HashFromValue(info[2]);
+    Napi::Uint8Array in = info[3].As<Napi::Uint8Array>();
+    Verify(static_cast<Codec>(codec), rawLen, hash, in.Data(), in.ByteLength());
+    return env.Undefined();
+  });
+}
+
+Napi::Value CodecHash(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    Napi::Uint8Array in = info[0].As<Napi::Uint8Array>();
+    return Napi::BigInt::New(env, HashToSigned(Hash64(in.Data(), in.ByteLength())));
+  });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* envData = new EnvData();
+  env.SetInstanceData<EnvData>(envData);
+  // At environment teardown (process exit, worker exit) stop every region's threads before
+  // the memory they read goes away.
+  env.AddCleanupHook([envData] {
+    for (RegionHandle* h : envData->regions) {
+      h->envData = nullptr;
+      h->Close();
+    }
+    envData->regions.clear();
+  });
+  exports.Set("probe", Napi::Function::New(env, ProbeUffd, "probe"));
+  exports.Set("region_open", Napi::Function::New(env, RegionOpen, "region_open"));
+  exports.Set("region_buffer", Napi::Function::New(env, RegionBuffer, "region_buffer"));
+  exports.Set("region_snapshot", Napi::Function::New(env, RegionSnapshot, "region_snapshot"));
+  exports.Set("region_prepare_rollback", Napi::Function::New(env, RegionPrepareRollback, "region_prepare_rollback"));
+  exports.Set("region_rollback", Napi::Function::New(env, RegionRollback, "region_rollback"));
+  exports.Set("region_stats", Napi::Function::New(env, RegionStatsFn, "region_stats"));
+  exports.Set("region_close", Napi::Function::New(env, RegionClose, "region_close"));
+  exports.Set("sink_open", Napi::Function::New(env, SinkOpen, "sink_open"));
+  exports.Set("sink_drain", Napi::Function::New(env, SinkDrain, "sink_drain"));
+  exports.Set("sink_release", Napi::Function::New(env, SinkRelease, "sink_release"));
+  exports.Set("sink_stats", Napi::Function::New(env, SinkStatsFn, "sink_stats"));
+  exports.Set("sink_close", Napi::Function::New(env, SinkClose, "sink_close"));
+  exports.Set("codec_encode", Napi::Function::New(env, CodecEncode, "codec_encode"));
+  exports.Set("codec_decode", Napi::Function::New(env, CodecDecode, "codec_decode"));
+  exports.Set("codec_verify", Napi::Function::New(env, CodecVerify, "codec_verify"));
+  exports.Set("codec_hash", Napi::Function::New(env, CodecHash, "codec_hash"));
+  exports.Set("chunkSize", Napi::Number::New(env, kChunkSize));
+  exports.Set("pageSize", Napi::Number::New(env, kPageSize));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(uffd_snapshot, Init)

@@ -1,0 +1,72 @@
+#include "fault_handler.h"
+
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <exception>
+
+#include "region.h"
+#include "sys_error.h"
+
+FaultHandler::FaultHandler(Region* region, int uffd) : region_(region), uffd_(uffd) {
+  stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stopFd_ < 0) throw SysError("eventfd", errno);
+  thread_ = std::thread([this] { Run(); });
+}
+
+FaultHandler::~FaultHandler() {
+  uint64_t one = 1;
+  if (write(stopFd_, &one, sizeof(one)) < 0) {
+    // An eventfd write fails only on overflow, impossible after one write.
+  }
+  if (thread_.joinable()) thread_.join();
+  close(stopFd_);
+}
+
+void FaultHandler::Run() {
+  pollfd fds[2] = {{uffd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
+  uffd_msg msgs[64];
+  for (;;) {
+    int n = poll(fds, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      perror("uffd-snapshot: poll");
+      return;
+    }
+    if (fds[1].revents) return;
+    if (fds[0].revents & (POLLERR | POLLNVAL)) return;
+    ssize_t got = read(uffd_, msgs, sizeof(msgs));
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      perror("uffd-snapshot: read(userfaultfd)");
+      return;
+    }
+    const size_t count = static_cast<size_t>(got) / sizeof(uffd_msg);
+    for (size_t i = 0; i < count; i++) {
+      const uffd_msg& m = msgs[i];
+      try {
+        switch (m.event) {
+          case UFFD_EVENT_PAGEFAULT:
+            if (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+              region_->OnWriteFault(m.arg.pagefault.address);
+            else
+              region_->OnMissingFault(m.arg.pagefault.address);
+            break;
+          case UFFD_EVENT_REMOVE:
+            region_->OnRemove(m.arg.remove.start, m.arg.remove.end);
+            break;
+          default:
+            break;
+        }
+      } catch (const std::exception& e) {
+        // A faulting thread would stay blocked forever: this is not recoverable.
+        fprintf(stderr, "uffd-snapshot: fault handler failed: %s\n", e.what());
+        std::terminate();
+      }
+    }
+  }
+}

@@ -1,0 +1,414 @@
+#include "region.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+#include "fault_handler.h"
+#include "saver.h"
+#include "sys_error.h"
+
+Mapping::Mapping(size_t size) : size_(size) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw SysError("mmap", errno);
+  base_ = static_cast<uint8_t*>(p);
+}
+
+void Mapping::Unmap() {
+  if (!unmapped_.exchange(true)) munmap(base_, size_);
+}
+
+namespace {
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+// PAGEMAP_SCAN (Linux 6.7) is newer than the system headers.
+struct PageRegion {
+  uint64_t start, end, categories;
+};
+struct PmScanArg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
+      category_anyof_mask, return_mask;
+};
+constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+constexpr uint64_t kPageIsPresent = 1 << 3;
+constexpr uint64_t kPageIsSwapped = 1 << 4;
+constexpr uint64_t kPageIsPfnZero = 1 << 5;
+
+// Marks the chunks holding any page in one of `categories` other than the shared zero page.
+// Returns false when the kernel cannot answer (then every chunk must be read).
+bool ScanPopulated(uint8_t* base, size_t size, uint64_t categories, Bitmap* out) {
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::vector<PageRegion> vec(512);
+  uint64_t start = reinterpret_cast<uint64_t>(base);
+  const uint64_t end = start + size;
+  bool ok = true;
+  while (start < end) {
+    PmScanArg arg = {};
+    arg.size = sizeof(arg);
+    arg.start = start;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uint64_t>(vec.data());
+    arg.vec_len = vec.size();
+    arg.category_anyof_mask = categories;
+    arg.return_mask = kPageIsPresent | kPageIsSwapped | kPageIsPfnZero;
+    int n = ioctl(fd, kPagemapScan, &arg);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ok = false;
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      const PageRegion& r = vec[i];
+      if ((r.categories & kPageIsPfnZero) && !(r.categories & kPageIsSwapped)) continue;
+      const uint64_t first = (r.start - reinterpret_cast<uint64_t>(base)) / kChunkSize;
+      const uint64_t last = (r.end - 1 - reinterpret_cast<uint64_t>(base)) / kChunkSize;
+      out->SetRange(first, last + 1);
+    }
+    if (arg.walk_end <= start) break;
+    start = arg.walk_end;
+  }
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+Region::Region(const RegionOptions& opts)
+    : size_(opts.size),
+      nPages_(opts.size / kPageSize),
+      nChunks_(opts.size / kChunkSize),
+      faultAround_(opts.faultAroundPages),
+      regionKey_(opts.regionKey),
+      sink_(opts.sink),
+      written_(opts.size / kPageSize),
+      pendingSnap_(opts.size / kChunkSize, 0) {
+  if (size_ == 0 || size_ % kChunkSize != 0) throw std::invalid_argument("size must be a positive multiple of 64 KiB");
+  if (faultAround_ == 0 || (faultAround_ & (faultAround_ - 1)) != 0)
+    throw std::invalid_argument("faultAround must be a power of two");
+  base_ = opts.base;
+  if (!base_ || reinterpret_cast<uintptr_t>(base_) % kPageSize != 0)
+    throw std::invalid_argument("region memory is not page-aligned");
+  try {
+    const UffdProbe probe = Userfaultfd::Probe();
+    if (!probe.ok) throw SysError(probe.failedOp, probe.errnum);
+    if (!(probe.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) throw SysError("UFFD_FEATURE_PAGEFAULT_FLAG_WP", ENOTSUP);
+    // Unpopulated pages must trap too, or a first write to one would go unrecorded.
+    if (!(probe.features & UFFD_FEATURE_WP_UNPOPULATED)) throw SysError("UFFD_FEATURE_WP_UNPOPULATED", ENOTSUP);
+    uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED;
+    if (probe.features & UFFD_FEATURE_EVENT_REMOVE) want |= UFFD_FEATURE_EVENT_REMOVE;
+    uffd_ = std::make_unique<Userfaultfd>(want);
+    uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_WP);
+    handler_ = std::make_unique<FaultHandler>(this, uffd_->fd());
+    saver_ = std::make_unique<Saver>(this);
+  } catch (...) {
+    handler_.reset();
+    uffd_.reset();
+    throw;
+  }
+}
+
+Region::~Region() {
+  try {
+    Close();
+  } catch (...) {
+  }
+}
+
+std::vector<uint32_t> Region::WrittenChunksLocked() const {
+  std::vector<uint32_t> chunks;
+  written_.ForEachRun([&](size_t b, size_t e) {
+    uint32_t first = b / kPagesPerChunk, last = (e - 1) / kPagesPerChunk;
+    if (!chunks.empty() && chunks.back() >= first) first = chunks.back() + 1;
+    for (uint32_t c = first; c <= last; c++) chunks.push_back(c);
+  });
+  return chunks;
+}
+
+std::vector<uint32_t> Region::ProtectAllAndListPopulated() {
+  // A protected unpopulated page reads back from PAGEMAP_SCAN as a swap entry (the uffd-wp
+  // marker), so swapped pages are looked for before protecting and present pages after:
+  // a page populated in between is present afterwards.
+  Bitmap populated(nChunks_);
+  bool ok = !tracking_ && ScanPopulated(base_, size_, kPageIsPresent | kPageIsSwapped, &populated);
+  uffd_->WriteProtect(base_, size_, true);
+  ok = ok && ScanPopulated(base_, size_, kPageIsPresent, &populated);
+  if (!ok) populated.SetAll();
+  std::vector<uint32_t> chunks;
+  populated.ForEachRun([&](size_t b, size_t e) {
+    for (size_t c = b; c < e; c++) chunks.push_back(static_cast<uint32_t>(c));
+  });
+  return chunks;
+}
+
+SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
+  const uint64_t t0 = NowNs();
+  SnapshotResult r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw std::logic_error("region is closed");
+    if (!tracking_ || baselineBroken_) {
+      r.chunks = ProtectAllAndListPopulated();
+      tracking_ = true;
+      baselineBroken_ = false;
+      r.full = true;
+    } else {
+      written_.ForEachRun([&](size_t b, size_t e) {
+        uffd_->WriteProtect(base_ + b * kPageSize, (e - b) * kPageSize, true);
+      });
+      r.chunks = WrittenChunksLocked();
+    }
+    written_.ClearAll();
+    for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
+    sink_->Open(snapId, regionKey_, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
+    if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0});
+    r.pauseNs = NowNs() - t0;
+    stats_.snapshots++;
+    stats_.lastPauseNs = r.pauseNs;
+    stats_.maxPauseNs = std::max(stats_.maxPauseNs, r.pauseNs);
+  }
+  saverCv_.notify_one();
+  return r;
+}
+
+void Region::CaptureLocked(uint32_t c) {
+  const uint64_t snap = pendingSnap_[c];
+  BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
+  sink_->Stage(snap, c, raw);
+  rawQueue_.push_back({snap, c, std::move(raw)});
+  pendingSnap_[c] = 0;
+  stats_.chunksCapturedByHandler++;
+  stats_.bytesCaptured += kChunkSize;
+}
+
+void Region::FlushLocked() {
+  for (const Inflight& f : inflight_)
+    for (size_t i = f.next; i < f.chunks.size(); i++)
+      if (pendingSnap_[f.chunks[i]] == f.snap) CaptureLocked(f.chunks[i]);
+  inflight_.clear();
+  if (!rawQueue_.empty()) saverCv_.notify_one();
+}
+
+void Region::OnWriteFault(uintptr_t addr) {
+  const uint64_t t0 = NowNs();
+  bool captured = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.wpFaults++;
+    if (addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) return;
+    const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
+    const size_t g0 = page & ~static_cast<size_t>(faultAround_ - 1);
+    const size_t g1 = std::min(g0 + faultAround_, nPages_);
+    for (size_t c = g0 / kPagesPerChunk; c <= (g1 - 1) / kPagesPerChunk; c++) {
+      if (pendingSnap_[c]) {
+        CaptureLocked(static_cast<uint32_t>(c));
+        captured = true;
+      }
+    }
+    // Unprotecting wakes the faulting thread(s).
+    uffd_->WriteProtect(base_ + g0 * kPageSize, (g1 - g0) * kPageSize, false);
+    if (!closed_) written_.SetRange(g0, g1);
+    stats_.faultNsTotal += NowNs() - t0;
+  }
+  if (captured) saverCv_.notify_one();
+}
+
+void Region::OnMissingFault(uintptr_t addr) {
+  // Alloc'd regions are not registered for missing faults; serve zeros so no thread can hang.
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.missingFaults++;
+  const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
+  if (page >= nPages_) return;
+  if (!uffd_->ZeroPage(base_ + page * kPageSize, kPageSize)) uffd_->Wake(base_ + page * kPageSize, kPageSize);
+}
+
+void Region::OnRemove(uintptr_t start, uintptr_t end) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uintptr_t lo = std::max(start, reinterpret_cast<uintptr_t>(base_));
+  const uintptr_t hi = std::min(end, reinterpret_cast<uintptr_t>(base_) + size_);
+  if (lo >= hi || !tracking_) return;
+  const size_t p0 = (lo - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
+  const size_t p1 = (hi - reinterpret_cast<uintptr_t>(base_) + kPageSize - 1) / kPageSize;
+  // The kernel drops these pages right after we read the event: their contents change
+  // without a write fault, so the next snapshot must save them.
+  written_.SetRange(p0, p1);
+  uint64_t lost = 0;
+  for (size_t c = p0 / kPagesPerChunk; c <= (p1 - 1) / kPagesPerChunk; c++)
+    if (pendingSnap_[c] && (lost == 0 || pendingSnap_[c] < lost)) lost = pendingSnap_[c];
+  if (!lost) return;
+  // A capture in flight lost its contents: that snapshot and every later one of this
+  // region fail, and the next snapshot starts a new full baseline.
+  sink_->Fail(lost, "memory in the region was discarded (MADV_DONTNEED or similar) before it was saved");
+  for (auto& s : pendingSnap_)
+    if (s >= lost) s = 0;
+  inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(), [&](const Inflight& f) { return f.snap >= lost; }),
+                  inflight_.end());
+  baselineBroken_ = true;
+}
+
+void Region::WakeSaver() {
+  { std::lock_guard<std::mutex> lock(mu_); }  // a saver between its check and its wait sees the stop
+  saverCv_.notify_all();
+}
+
+bool Region::WaitForSaveWork(const std::atomic<bool>& stop) {
+  std::unique_lock<std::mutex> lock(mu_);
+  saverCv_.wait(lock, [&] { return stop.load() || HasSaveWorkLocked(); });
+  return HasSaveWorkLocked();
+}
+
+bool Region::SaveStep() {
+  RawCapture raw;
+  uint64_t snap = 0;
+  uint32_t chunk = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!rawQueue_.empty()) {
+      raw = std::move(rawQueue_.front());
+      rawQueue_.pop_front();
+    } else {
+      while (!inflight_.empty()) {
+        Inflight& f = inflight_.front();
+        while (f.next < f.chunks.size() && pendingSnap_[f.chunks[f.next]] != f.snap) f.next++;
+        if (f.next == f.chunks.size()) {
+          inflight_.pop_front();
+          continue;
+        }
+        chunk = f.chunks[f.next++];
+        snap = f.snap;
+        break;
+      }
+      if (!snap) return false;
+    }
+  }
+  if (raw.raw) {
+    sink_->Put(raw.snap, raw.chunk, Encode(raw.raw->bytes.data(), raw.raw->bytes.size()));
+    return true;
+  }
+  // Encode straight from the region: the chunk stays protected while it is pending, and a
+  // write that races us is served by the handler, which captures its own copy first.
+  BlobPtr encoded = Encode(ChunkAddr(chunk), kChunkSize);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pendingSnap_[chunk] == snap) {
+    pendingSnap_[chunk] = 0;
+    stats_.chunksSavedInBackground++;
+    stats_.bytesCaptured += kChunkSize;
+    sink_->Put(snap, chunk, std::move(encoded));
+  } else {
+    stats_.savesDiscarded++;
+  }
+  return true;
+}
+
+std::vector<uint32_t> Region::PrepareRollback() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) throw std::logic_error("region is closed");
+  FlushLocked();
+  if (!tracking_) {
+    std::vector<uint32_t> all(nChunks_);
+    for (uint32_t c = 0; c < nChunks_; c++) all[c] = c;
+    return all;
+  }
+  return WrittenChunksLocked();
+}
+
+std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) throw std::logic_error("region is closed");
+  FlushLocked();
+  Bitmap covered(nChunks_);
+  for (const ChunkSource& s : sources) {
+    if (s.chunk >= nChunks_) throw std::out_of_range("chunk index beyond the region");
+    covered.Set(s.chunk);
+  }
+  std::vector<uint32_t> missing;
+  if (tracking_) {
+    for (uint32_t c : WrittenChunksLocked())
+      if (!covered.Test(c)) missing.push_back(c);
+  } else {
+    for (uint32_t c = 0; c < nChunks_; c++)
+      if (!covered.Test(c)) missing.push_back(c);
+  }
+  if (!missing.empty()) return missing;
+
+  std::vector<const ChunkSource*> order;
+  order.reserve(sources.size());
+  for (const ChunkSource& s : sources) order.push_back(&s);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->chunk < b->chunk; });
+  // Rewrite each run of consecutive chunks with its protection lifted (without waking
+  // writers blocked there: they resume after us and their write lands on the restored page).
+  size_t i = 0;
+  while (i < order.size()) {
+    size_t j = i + 1;
+    while (j < order.size() && order[j]->chunk == order[j - 1]->chunk + 1) j++;
+    uint8_t* runBase = ChunkAddr(order[i]->chunk);
+    const size_t runLen = (j - i) * kChunkSize;
+    if (tracking_) uffd_->WriteProtect(runBase, runLen, false, true);
+    try {
+      for (size_t k = i; k < j; k++) {
+        const ChunkSource& s = *order[k];
+        uint8_t* dst = ChunkAddr(s.chunk);
+        if (s.rawLen != kChunkSize) throw CorruptError("chunk is not 64 KiB");
+        Decode(s.codec, s.rawLen, s.bytes, s.len, dst);
+      }
+    } catch (...) {
+      if (tracking_) uffd_->WriteProtect(runBase, runLen, true);
+      written_.SetRange(order[i]->chunk * kPagesPerChunk, (order[j - 1]->chunk + 1) * kPagesPerChunk);
+      throw;
+    }
+    if (tracking_) uffd_->WriteProtect(runBase, runLen, true);
+    i = j;
+  }
+  if (!tracking_) {
+    uffd_->WriteProtect(base_, size_, true);
+    tracking_ = true;
+  }
+  written_.ClearAll();
+  baselineBroken_ = false;
+  stats_.rollbacks++;
+  stats_.chunksRolledBack += sources.size();
+  return {};
+}
+
+RegionStats Region::Stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RegionStats s = stats_;
+  s.pendingChunks = 0;
+  for (uint64_t p : pendingSnap_)
+    if (p) s.pendingChunks++;
+  s.pendingChunks += rawQueue_.size();
+  return s;
+}
+
+void Region::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || !uffd_) return;
+    FlushLocked();
+    closed_ = true;
+  }
+  // The saver encodes what the flush captured, so every snapshot taken still completes.
+  saver_.reset();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (tracking_) uffd_->WriteProtect(base_, size_, false);  // wakes any writer still blocked
+  }
+  handler_.reset();
+  try {
+    uffd_->Unregister(base_, size_);
+  } catch (const SysError&) {
+    // Already gone (the mapping was replaced): closing the descriptor is enough.
+  }
+  uffd_.reset();
+}

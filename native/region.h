@@ -1,0 +1,153 @@
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bitmap.h"
+#include "codec.h"
+#include "sink.h"
+#include "uffd.h"
+
+class FaultHandler;
+class Saver;
+
+constexpr size_t kPageSize = 4096;
+constexpr size_t kChunkSize = 64 * 1024;
+constexpr size_t kPagesPerChunk = kChunkSize / kPageSize;
+
+struct RegionOptions {
+  size_t size = 0;                 // bytes, a multiple of kChunkSize
+  uint32_t faultAroundPages = 16;  // a power of two
+  uint8_t* base = nullptr;         // page-aligned memory the caller keeps mapped beyond Close()
+  uint32_t regionKey = 0;          // the store's id for this region, carried to the writer
+  std::shared_ptr<Sink> sink;
+};
+
+struct RegionStats {
+  uint64_t wpFaults = 0;
+  uint64_t missingFaults = 0;
+  uint64_t chunksCapturedByHandler = 0;
+  uint64_t chunksSavedInBackground = 0;
+  uint64_t savesDiscarded = 0;  // background saves lost to a racing fault (work done twice)
+  uint64_t bytesCaptured = 0;   // raw bytes of snapshot contents captured
+  uint64_t snapshots = 0;
+  uint64_t rollbacks = 0;
+  uint64_t chunksRolledBack = 0;
+  uint64_t lastPauseNs = 0;
+  uint64_t maxPauseNs = 0;
+  uint64_t pendingChunks = 0;
+  uint64_t faultNsTotal = 0;  // time the handler spent serving faults
+};
+
+struct SnapshotResult {
+  std::vector<uint32_t> chunks;  // the save set: chunks whose contents this snapshot stores
+  bool full = false;             // saved against nothing (first snapshot, or after a broken baseline)
+  uint64_t pauseNs = 0;
+};
+
+// Where one chunk's contents come from during a rollback: checked encoded bytes that stay
+// valid for the call (`keep` holds them when they live in the sink).
+struct ChunkSource {
+  uint32_t chunk = 0;
+  Codec codec = Codec::kZero;
+  uint32_t rawLen = 0;
+  const uint8_t* bytes = nullptr;
+  size_t len = 0;
+  BlobPtr keep;
+};
+
+// Anonymous memory for a region, unmapped when the last owner lets go.
+class Mapping {
+ public:
+  explicit Mapping(size_t size);
+  ~Mapping() { Unmap(); }
+  uint8_t* base() const { return base_; }
+  size_t size() const { return size_; }
+  void Unmap();
+
+ private:
+  uint8_t* base_;
+  size_t size_;
+  std::atomic<bool> unmapped_{false};
+};
+
+// A memory range tracked with userfaultfd write protection.
+// Threads: the JS thread calls Snapshot/Rollback/Close; FaultHandler calls On*; Saver calls SaveStep.
+// Every mutation of tracking state happens under mu_, and nothing holding mu_ touches memory
+// that could fault to this region's handler.
+class Region {
+ public:
+  explicit Region(const RegionOptions& opts);
+  ~Region();
+
+  uint8_t* base() const { return base_; }
+  size_t size() const { return size_; }
+  size_t chunkCount() const { return nChunks_; }
+
+  SnapshotResult Snapshot(uint64_t snapId, std::string meta);
+  // Captures every pending chunk now and returns the chunks written since the head snapshot.
+  std::vector<uint32_t> PrepareRollback();
+  // Rewrites `sources` in place and makes them the clean head state. Returns the chunks
+  // written since PrepareRollback that `sources` lacks (nothing changed then; call again).
+  std::vector<uint32_t> Rollback(const std::vector<ChunkSource>& sources);
+  RegionStats Stats();
+  // Finishes captures in flight, stops the threads and unregisters. Idempotent.
+  void Close();
+
+  // FaultHandler thread.
+  void OnWriteFault(uintptr_t addr);
+  void OnMissingFault(uintptr_t addr);
+  void OnRemove(uintptr_t start, uintptr_t end);
+  // Saver thread: does one unit of work; returns false when there was none.
+  bool SaveStep();
+  // Blocks until there is save work or `stop` is set; false once stopped with nothing left.
+  bool WaitForSaveWork(const std::atomic<bool>& stop);
+  void WakeSaver();
+
+ private:
+  struct Inflight {
+    uint64_t snap;
+    std::vector<uint32_t> chunks;
+    size_t next = 0;
+  };
+  struct RawCapture {
+    uint64_t snap;
+    uint32_t chunk;
+    BlobPtr raw;
+  };
+  uint8_t* ChunkAddr(uint32_t c) const { return base_ + size_t{c} * kChunkSize; }
+  void CaptureLocked(uint32_t c);
+  void FlushLocked();
+  std::vector<uint32_t> ProtectAllAndListPopulated();
+  std::vector<uint32_t> WrittenChunksLocked() const;
+  bool HasSaveWorkLocked() const { return !rawQueue_.empty() || !inflight_.empty(); }
+
+  uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+  size_t nPages_ = 0;
+  size_t nChunks_ = 0;
+  uint32_t faultAround_ = 16;
+  uint32_t regionKey_ = 0;
+  std::shared_ptr<Sink> sink_;
+  std::unique_ptr<Userfaultfd> uffd_;
+
+  std::mutex mu_;
+  std::condition_variable saverCv_;
+  bool closed_ = false;
+  bool tracking_ = false;        // protected at least once: writes are being recorded
+  bool baselineBroken_ = false;  // a capture was lost: the next snapshot must be full
+  Bitmap written_;               // pages unprotected since the last snapshot (or rollback)
+  std::vector<uint64_t> pendingSnap_;  // per chunk: snapshot still to capture it, 0 = none
+  std::deque<Inflight> inflight_;
+  std::deque<RawCapture> rawQueue_;
+  RegionStats stats_;
+
+  std::unique_ptr<FaultHandler> handler_;
+  std::unique_ptr<Saver> saver_;
+};

@@ -1,0 +1,130 @@
+#include "sink.h"
+
+#include <chrono>
+
+void Sink::Hold(const BlobPtr& blob, int sign) {
+  if (blob) heldBytes_ += sign * static_cast<int64_t>(blob->bytes.size());
+}
+
+void Sink::Open(uint64_t snap, uint32_t regionKey, std::string meta, uint32_t expected) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Snap& s = snaps_[snap];
+  s.regionKey = regionKey;
+  s.meta = std::move(meta);
+  s.expected = expected;
+  cv_.notify_all();
+}
+
+void Sink::Stage(uint64_t snap, uint32_t chunk, BlobPtr raw) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = snaps_.find(snap);
+  if (it == snaps_.end() || it->second.failed) return;
+  BlobPtr& slot = it->second.blobs[chunk];
+  Hold(slot, -1);
+  slot = std::move(raw);
+  Hold(slot, +1);
+}
+
+void Sink::Put(uint64_t snap, uint32_t chunk, BlobPtr encoded) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = snaps_.find(snap);
+  if (it == snaps_.end() || it->second.failed) return;
+  Snap& s = it->second;
+  BlobPtr& slot = s.blobs[chunk];
+  Hold(slot, -1);
+  slot = encoded;
+  Hold(slot, +1);
+  s.put++;
+  s.rawBytes += encoded->rawLen;
+  s.storedBytes += encoded->bytes.size();
+  ready_.push_back({snap, chunk, std::move(encoded)});
+  cv_.notify_all();
+}
+
+void Sink::Fail(uint64_t snap, const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto first = snaps_.find(snap);
+  if (first == snaps_.end()) return;
+  const uint32_t region = first->second.regionKey;
+  for (auto it = first; it != snaps_.end(); ++it) {
+    Snap& s = it->second;
+    if (s.regionKey != region || s.failed || s.endSent) continue;
+    s.failed = true;
+    s.error = it == first ? error : "its parent snapshot " + std::to_string(snap) + " failed: " + error;
+    for (auto& kv : s.blobs) Hold(kv.second, -1);
+    s.blobs.clear();
+  }
+  cv_.notify_all();
+}
+
+BlobPtr Sink::Lookup(uint64_t snap, uint32_t chunk) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = snaps_.find(snap);
+  if (it == snaps_.end()) return nullptr;
+  auto b = it->second.blobs.find(chunk);
+  return b == it->second.blobs.end() ? nullptr : b->second;
+}
+
+bool Sink::HasWorkLocked() const {
+  if (!ready_.empty()) return true;
+  for (const auto& kv : snaps_) {
+    const Snap& s = kv.second;
+    if (!s.beginSent && !s.failed) return true;
+    if (!s.endSent) return s.failed || s.drained == s.expected;  // ends go out in id order
+  }
+  return false;
+}
+
+Sink::Batch Sink::Drain(size_t maxBytes, int waitMs) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (waitMs > 0)
+    cv_.wait_for(lock, std::chrono::milliseconds(waitMs), [this] { return closed_ || HasWorkLocked(); });
+  Batch batch;
+  for (auto& kv : snaps_) {
+    Snap& s = kv.second;
+    if (!s.beginSent && !s.failed) {
+      batch.begins.push_back({kv.first, s.regionKey, s.meta});
+      s.beginSent = true;
+    }
+  }
+  size_t bytes = 0;
+  while (!ready_.empty() && (batch.chunks.empty() || bytes < maxBytes)) {
+    Chunk c = std::move(ready_.front());
+    ready_.pop_front();
+    auto it = snaps_.find(c.snap);
+    if (it == snaps_.end() || it->second.failed) continue;
+    it->second.drained++;
+    bytes += c.blob->bytes.size();
+    batch.chunks.push_back(std::move(c));
+  }
+  for (auto& kv : snaps_) {
+    Snap& s = kv.second;
+    if (s.endSent) continue;
+    if (!s.failed && s.drained != s.expected) break;
+    batch.ends.push_back({kv.first, s.expected, s.rawBytes, s.storedBytes, s.failed, s.error});
+    s.endSent = true;
+  }
+  return batch;
+}
+
+void Sink::Release(uint64_t snap) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = snaps_.find(snap);
+  if (it == snaps_.end() || !it->second.endSent) return;
+  for (auto& kv : it->second.blobs) Hold(kv.second, -1);
+  snaps_.erase(it);
+}
+
+void Sink::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  cv_.notify_all();
+}
+
+Sink::Stats Sink::GetStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint32_t inflight = 0;
+  for (const auto& kv : snaps_)
+    if (!kv.second.endSent) inflight++;
+  return {heldBytes_, inflight};
+}
