@@ -17,7 +17,7 @@
         "native/lz4_sources.c"
       ],
       "include_dirs": ["<(napi_include)", "<(lz4_lib)"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "XXH_NAMESPACE=USNAP_"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "XXH_NAMESPACE=USNAP_"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags": ["-O2", "-fvisibility=hidden"],

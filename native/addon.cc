@@ -310,6 +310,7 @@ Napi::Value SinkDrain(const Napi::CallbackInfo& info) {
       Napi::Object x = Napi::Object::New(env);
       x.Set("snap", Napi::Number::New(env, static_cast<double>(b.begins[i].snap)));
       x.Set("regionKey", b.begins[i].regionKey);
+      x.Set("full", b.begins[i].full);
       x.Set("meta", b.begins[i].meta);
       begins.Set(static_cast<uint32_t>(i), x);
     }

@@ -171,7 +171,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
     }
     written_.ClearAll();
     for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
-    sink_->Open(snapId, regionKey_, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
+    sink_->Open(snapId, regionKey_, r.full, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
     if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0});
     r.pauseNs = NowNs() - t0;
     stats_.snapshots++;
@@ -360,6 +360,8 @@ std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) 
         const ChunkSource& s = *order[k];
         uint8_t* dst = ChunkAddr(s.chunk);
         if (s.rawLen != kChunkSize) throw CorruptError("chunk is not 64 KiB");
+        // Reading an untouched page maps the shared zero page: no memory is spent on zeros.
+        if (s.codec == Codec::kZero && IsZero(dst, kChunkSize)) continue;
         Decode(s.codec, s.rawLen, s.bytes, s.len, dst);
       }
     } catch (...) {

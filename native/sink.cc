@@ -6,10 +6,11 @@ void Sink::Hold(const BlobPtr& blob, int sign) {
   if (blob) heldBytes_ += sign * static_cast<int64_t>(blob->bytes.size());
 }
 
-void Sink::Open(uint64_t snap, uint32_t regionKey, std::string meta, uint32_t expected) {
+void Sink::Open(uint64_t snap, uint32_t regionKey, bool full, std::string meta, uint32_t expected) {
   std::lock_guard<std::mutex> lock(mu_);
   Snap& s = snaps_[snap];
   s.regionKey = regionKey;
+  s.full = full;
   s.meta = std::move(meta);
   s.expected = expected;
   cv_.notify_all();
@@ -83,7 +84,7 @@ Sink::Batch Sink::Drain(size_t maxBytes, int waitMs) {
   for (auto& kv : snaps_) {
     Snap& s = kv.second;
     if (!s.beginSent && !s.failed) {
-      batch.begins.push_back({kv.first, s.regionKey, s.meta});
+      batch.begins.push_back({kv.first, s.regionKey, s.full, s.meta});
       s.beginSent = true;
     }
   }

@@ -18,6 +18,7 @@ class Sink {
   struct Begin {
     uint64_t snap;
     uint32_t regionKey;
+    bool full;  // stands alone: the writer records no parent
     std::string meta;
   };
   struct Chunk {
@@ -44,7 +45,7 @@ class Sink {
     uint32_t inflight;
   };
 
-  void Open(uint64_t snap, uint32_t regionKey, std::string meta, uint32_t expected);
+  void Open(uint64_t snap, uint32_t regionKey, bool full, std::string meta, uint32_t expected);
   // A raw copy made by the fault handler: visible to Lookup until Put replaces it.
   void Stage(uint64_t snap, uint32_t chunk, BlobPtr raw);
   // The encoded chunk, ready for the writer.
@@ -63,6 +64,7 @@ class Sink {
  private:
   struct Snap {
     uint32_t regionKey;
+    bool full;
     std::string meta;
     uint32_t expected;
     uint32_t put = 0;

@@ -1,0 +1,9 @@
+export { Region } from './region';
+export type { RegionOptions, RestoreOptions, RegionStats } from './region';
+export { Snapshot } from './snapshot';
+export { Store } from '../store/store';
+export type { StoreOptions, SnapshotInfo, VerifyResult, VerifyProblem, GcResult } from '../store/store';
+export { probe } from './probe';
+export type { ProbeResult } from './probe';
+export { SnapshotError } from './errors';
+export type { SnapshotErrorCode } from './errors';

@@ -1,0 +1,130 @@
+// The raw addon, described once. Public classes wrap it; nothing else touches it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface NativeProbe {
+  ok: boolean;
+  errno: number;
+  failedOp: string;
+  route: 'device' | 'syscall' | 'syscall-user-mode-only';
+  features: number;
+}
+
+export interface NativeRegionStats {
+  wpFaults: number;
+  missingFaults: number;
+  chunksCapturedByHandler: number;
+  chunksSavedInBackground: number;
+  savesDiscarded: number;
+  bytesCaptured: number;
+  snapshots: number;
+  rollbacks: number;
+  chunksRolledBack: number;
+  lastPauseNs: number;
+  maxPauseNs: number;
+  pendingChunks: number;
+  faultNsTotal: number;
+}
+
+export interface NativeSnapshotResult {
+  chunks: Uint32Array;
+  full: boolean;
+  pauseNs: number;
+}
+
+/** Where each rolled-back chunk comes from: the sink (sinkSnap > 0) or checked bytes. */
+export interface NativeRollbackSources {
+  chunk: Uint32Array;
+  sinkSnap: Float64Array;
+  codec: Uint8Array;
+  rawLen: Uint32Array;
+  hash: BigInt64Array;
+  data: (Uint8Array | null)[];
+}
+
+export interface NativeBatch {
+  begins: { snap: number; regionKey: number; full: boolean; meta: string }[];
+  chunks: {
+    snap: Float64Array;
+    chunk: Uint32Array;
+    codec: Uint8Array;
+    rawLen: Uint32Array;
+    hash: BigInt64Array;
+    offset: Uint32Array;
+    data: Buffer;
+  };
+  ends: { snap: number; chunks: number; rawBytes: number; storedBytes: number; failed: boolean; error: string }[];
+}
+
+export interface NativeBlob {
+  codec: number;
+  rawLen: number;
+  hash: bigint;
+  bytes: Buffer;
+}
+
+declare const regionHandleBrand: unique symbol;
+export type RegionHandle = { readonly [regionHandleBrand]: true };
+
+export interface Addon {
+  probe(): NativeProbe;
+  region_open(opts: {
+    size?: number;
+    faultAroundPages: number;
+    sink: number;
+    regionKey: number;
+    memory?: Uint8Array;
+  }): RegionHandle;
+  region_buffer(h: RegionHandle): ArrayBuffer | undefined;
+  region_snapshot(h: RegionHandle, snapId: number, meta: string): NativeSnapshotResult;
+  region_prepare_rollback(h: RegionHandle): Uint32Array;
+  region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources): Uint32Array;
+  region_stats(h: RegionHandle): NativeRegionStats;
+  region_close(h: RegionHandle): void;
+  sink_open(): number;
+  sink_drain(sink: number, maxBytes: number, waitMs: number): NativeBatch;
+  sink_release(sink: number, snap: number): void;
+  sink_stats(sink: number): { heldBytes: number; inflight: number };
+  sink_close(sink: number): void;
+  codec_encode(data: Uint8Array): NativeBlob;
+  codec_decode(codec: number, rawLen: number, bytes: Uint8Array): Buffer;
+  codec_verify(codec: number, rawLen: number, hash: bigint, bytes: Uint8Array): void;
+  codec_hash(data: Uint8Array): bigint;
+  chunkSize: number;
+  pageSize: number;
+}
+
+/** The package root: where package.json, build/ and dist/ live, from source or from dist/. */
+export const packageRoot: string = (() => {
+  let dir = __dirname;
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'uffd-snapshot') return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('uffd-snapshot: cannot find the package root from ' + __dirname);
+    dir = up;
+  }
+})();
+
+let addon: Addon | undefined;
+
+export function native(): Addon {
+  if (addon) return addon;
+  const file = path.join(packageRoot, 'build', 'Release', 'uffd_snapshot.node');
+  try {
+    addon = require(file) as Addon;
+  } catch (err) {
+    const e = err as Error;
+    const why = process.platform !== 'linux' ? `uffd-snapshot runs on Linux only (this is ${process.platform}).` : e.message;
+    throw new Error(
+      `uffd-snapshot: the native addon did not load: ${why}\n` +
+        'Possible solutions:\n' +
+        '  - Build it: npm run build:native (needs python3, make and a C++ compiler)\n' +
+        '  - Reinstall: npm ci',
+    );
+  }
+  return addon;
+}
+
+export const CHUNK_SIZE = 64 * 1024;
+export const PAGE_SIZE = 4096;

@@ -1,0 +1,308 @@
+import { SnapshotError, fromNative, invalidArgument } from './errors';
+import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from './native';
+import { Snapshot } from './snapshot';
+import { Store } from '../store/store';
+import type { SnapshotMeta } from '../store/writer';
+
+export interface RegionOptions {
+  /** Where snapshots go. Default: a private in-memory store closed with the region. */
+  store?: Store;
+  /** The region's name in the store. Default: a unique generated name. */
+  name?: string;
+  /** Pages unprotected (and saved) per write fault: a power of two, default 16 (one chunk). */
+  faultAround?: number;
+}
+
+export interface RestoreOptions {
+  name: string;
+  snapshot: number | Snapshot;
+  faultAround?: number;
+}
+
+export interface RegionStats {
+  /** Write faults served since the region was created. */
+  faults: number;
+  /** Pages saved by the fault handler (written before the saver reached them). */
+  pagesCapturedOnFault: number;
+  /** Pages saved by the background saver. */
+  pagesSavedInBackground: number;
+  /** Bytes of memory captured into snapshots. */
+  bytesCaptured: number;
+  /** Background saves redone because a write raced them. */
+  savesRedone: number;
+  snapshots: number;
+  restores: number;
+  /** Pages rewritten by in-place restores. */
+  pagesRestored: number;
+  /** The last snapshot's pause (write-protect), in milliseconds. */
+  lastPauseMs: number;
+  maxPauseMs: number;
+  /** Mean time the handler took per fault, in microseconds. */
+  meanFaultUs: number;
+  /** Chunks captured for a snapshot but not yet saved. */
+  pendingChunks: number;
+}
+
+const OPTION_KEYS = ['store', 'name', 'faultAround'];
+let unnamed = 0;
+
+function checkOptions(opts: unknown, keys: string[], where: string): void {
+  if (opts === null || typeof opts !== 'object') throw invalidArgument(`${where} options`, 'an object', opts);
+  for (const k of Object.keys(opts)) {
+    if (!keys.includes(k)) {
+      const near = keys.find((x) => x.toLowerCase() === k.toLowerCase());
+      throw new SnapshotError('INVALID_ARGUMENT', `Unknown option "${k}" for ${where}${near ? ` (did you mean "${near}"?)` : ''}`);
+    }
+  }
+}
+
+function checkFaultAround(v: unknown): number {
+  if (v === undefined) return 16;
+  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 512 || ((v as number) & ((v as number) - 1)) !== 0) {
+    throw invalidArgument('faultAround', 'a power of two from 1 to 512 (pages)', v);
+  }
+  return v as number;
+}
+
+/**
+ * Page-aligned memory whose contents can be snapshotted while the program keeps running,
+ * and rolled back in place. Snapshots are incremental: each stores only the 64 KiB chunks
+ * written since the previous one.
+ */
+export class Region {
+  readonly name: string;
+  readonly store: Store;
+  private handle: RegionHandle | undefined;
+  private readonly key: number;
+  private readonly ownsStore: boolean;
+  private readonly _buffer: ArrayBuffer | SharedArrayBuffer;
+  private _size: number;
+  private _head: number | null = null;
+  private _ready: Promise<void> = Promise.resolve();
+
+  private constructor(init: { size: number; store?: Store; name?: string; faultAround: number; memory?: Uint8Array }) {
+    this.ownsStore = !init.store;
+    this.store = init.store ?? Store.open(':memory:');
+    if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
+    this.name = init.name ?? `region-${process.pid}-${++unnamed}`;
+    this._size = init.size;
+    try {
+      this.key = this.store._attachRegion(this, init.size);
+    } catch (err) {
+      if (this.ownsStore) this.store.close();
+      throw err;
+    }
+    try {
+      this.handle = native().region_open({
+        size: init.size,
+        faultAroundPages: init.faultAround,
+        sink: this.store.sink,
+        regionKey: this.key,
+        ...(init.memory ? { memory: init.memory } : {}),
+      });
+    } catch (err) {
+      this.store._detachRegion(this.name);
+      if (this.ownsStore) this.store.close();
+      throw fromNative(err, `cannot create region "${this.name}" of ${init.size} bytes`);
+    }
+    this._buffer = init.memory ? (init.memory.buffer as ArrayBuffer | SharedArrayBuffer) : native().region_buffer(this.handle)!;
+  }
+
+  /** Maps `size` bytes of zero-filled memory (rounded up to 64 KiB). */
+  static alloc(size: number, opts: RegionOptions = {}): Region {
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw invalidArgument('size', 'a positive integer (bytes)', size);
+    if (size > 2 ** 46) {
+      throw new SnapshotError('INVALID_ARGUMENT', `size ${size} is larger than the address space allows (64 TiB)`, { hint: 'Allocate a smaller region.' });
+    }
+    checkOptions(opts, OPTION_KEYS, 'Region.alloc');
+    const faultAround = checkFaultAround(opts.faultAround);
+    checkName(opts.name);
+    const rounded = Math.ceil(size / CHUNK_SIZE) * CHUNK_SIZE;
+    return new Region({ size: rounded, store: opts.store, name: opts.name, faultAround });
+  }
+
+  /**
+   * Tracks an existing WebAssembly.Memory in place. Its size must be a multiple of 64 KiB,
+   * which every wasm memory is.
+   */
+  static attach(memory: WebAssembly.Memory, opts: RegionOptions = {}): Region {
+    if (!(memory instanceof WebAssembly.Memory)) throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
+    checkOptions(opts, OPTION_KEYS, 'Region.attach');
+    checkName(opts.name);
+    const view = new Uint8Array(memory.buffer);
+    if (view.byteLength === 0) throw new SnapshotError('INVALID_ARGUMENT', 'the WebAssembly.Memory has no pages', { hint: 'Grow it to at least one page first.' });
+    return new Region({ size: view.byteLength, store: opts.store, name: opts.name, faultAround: checkFaultAround(opts.faultAround), memory: view });
+  }
+
+  /** A new region holding a stored snapshot. */
+  static restore(store: Store, opts: RestoreOptions): Region {
+    if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
+    checkOptions(opts, ['name', 'snapshot', 'faultAround'], 'Region.restore');
+    checkName(opts.name);
+    const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
+    const info = store._snapshotRegion(checkSnapshotId(id));
+    if (info.name !== opts.name) {
+      throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} is of region "${info.name}", not "${opts.name}"`, {
+        hint: `Pass name: "${info.name}".`,
+      });
+    }
+    const region = new Region({ size: info.size, store, name: opts.name, faultAround: checkFaultAround(opts.faultAround) });
+    try {
+      region.restore(id!);
+    } catch (err) {
+      region.close();
+      throw err;
+    }
+    return region;
+  }
+
+  private h(): RegionHandle {
+    if (!this.handle) throw new SnapshotError('CLOSED', `region "${this.name}" is closed`);
+    return this.handle;
+  }
+
+  /** The memory. Views over it become empty after close(). */
+  get buffer(): ArrayBuffer | SharedArrayBuffer {
+    this.h();
+    return this._buffer;
+  }
+
+  get size(): number {
+    return this._size;
+  }
+
+  /** The snapshot the memory last matched: the parent of the next snapshot. */
+  get head(): number | null {
+    return this._head;
+  }
+
+  /** Resolves when every page of a restored region is in memory. */
+  get ready(): Promise<void> {
+    return this._ready;
+  }
+
+  get closed(): boolean {
+    return !this.handle;
+  }
+
+  /**
+   * Freezes the region's contents at this instant and returns at once: the pages written
+   * since the previous snapshot are saved in the background (or when next written).
+   */
+  snapshot(opts: { label?: string } = {}): Snapshot {
+    const h = this.h();
+    checkOptions(opts, ['label'], 'region.snapshot');
+    if (opts.label !== undefined && typeof opts.label !== 'string') throw invalidArgument('label', 'a string', opts.label);
+    const id = this.store._allocateId();
+    const meta: SnapshotMeta = {
+      id,
+      regionId: this.key,
+      parent: this._head,
+      label: opts.label ?? null,
+      createdAt: Date.now(),
+      regionSize: this._size,
+      full: this._head === null,
+    };
+    let r;
+    try {
+      r = native().region_snapshot(h, id, JSON.stringify(meta));
+    } catch (err) {
+      throw fromNative(err, `snapshot of region "${this.name}" failed`);
+    }
+    if (r.full) {
+      meta.full = true;
+      meta.parent = null;
+    }
+    const persisted = this.store._track(meta, this.name, r.chunks);
+    this._head = id;
+    return new Snapshot({
+      id,
+      label: meta.label,
+      createdAt: new Date(meta.createdAt),
+      region: this.name,
+      parent: meta.parent,
+      chunks: r.chunks.length,
+      pauseMs: r.pauseNs / 1e6,
+      persisted,
+    });
+  }
+
+  /**
+   * Rolls the region back (or forward) in place to a snapshot of it, rewriting only the
+   * chunks that differ. Later snapshots continue from it: it becomes their parent.
+   */
+  restore(snapshot: Snapshot | number): void {
+    const h = this.h();
+    const id = checkSnapshotId(typeof snapshot === 'number' ? snapshot : snapshot instanceof Snapshot ? snapshot.id : snapshot);
+    const info = this.store._snapshotRegion(id);
+    if (info.name !== this.name) {
+      throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} is of region "${info.name}", not "${this.name}"`, {
+        hint: 'Restore it into a region of that name (Region.restore).',
+      });
+    }
+    if (info.size > this._size) {
+      throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} holds ${info.size} bytes; region "${this.name}" has only ${this._size}`);
+    }
+    const addon = native();
+    try {
+      const want = this.store._changedBetween(this._head, id);
+      for (const c of addon.region_prepare_rollback(h)) want.add(c);
+      for (let round = 0; ; round++) {
+        const missing = addon.region_rollback(h, this.store.sink, this.store._sources(id, want));
+        if (missing.length === 0) break;
+        // Another thread wrote more chunks meanwhile: include them and try again.
+        if (round > 100) throw new SnapshotError('INTERNAL', 'restore kept racing concurrent writers');
+        for (const c of missing) want.add(c);
+      }
+    } catch (err) {
+      throw fromNative(err, `restore of snapshot ${id} into region "${this.name}" failed`);
+    }
+    this._head = id;
+  }
+
+  stats(): RegionStats {
+    const s = native().region_stats(this.h());
+    const pagesPerChunk = CHUNK_SIZE / PAGE_SIZE;
+    return {
+      faults: s.wpFaults + s.missingFaults,
+      pagesCapturedOnFault: s.chunksCapturedByHandler * pagesPerChunk,
+      pagesSavedInBackground: s.chunksSavedInBackground * pagesPerChunk,
+      bytesCaptured: s.bytesCaptured,
+      savesRedone: s.savesDiscarded,
+      snapshots: s.snapshots,
+      restores: s.rollbacks,
+      pagesRestored: s.chunksRolledBack * pagesPerChunk,
+      lastPauseMs: s.lastPauseNs / 1e6,
+      maxPauseMs: s.maxPauseNs / 1e6,
+      meanFaultUs: s.wpFaults ? s.faultNsTotal / s.wpFaults / 1e3 : 0,
+      pendingChunks: s.pendingChunks,
+    };
+  }
+
+  /**
+   * Stops tracking and releases the memory. Snapshots already taken still complete.
+   * Views over `buffer` become empty. Idempotent.
+   */
+  close(): void {
+    if (!this.handle) return;
+    const h = this.handle;
+    this.handle = undefined;
+    try {
+      native().region_close(h);
+    } finally {
+      this.store._detachRegion(this.name);
+      if (this.ownsStore) this.store.close();
+    }
+  }
+}
+
+function checkName(name: unknown): void {
+  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 255)) {
+    throw invalidArgument('name', 'a non-empty string of at most 255 characters', name);
+  }
+}
+
+function checkSnapshotId(id: unknown): number {
+  if (!Number.isSafeInteger(id) || (id as number) < 1) throw invalidArgument('snapshot', 'a Snapshot or a positive integer id', id);
+  return id as number;
+}

@@ -1,0 +1,31 @@
+import type { SnapshotInfo } from '../store/store';
+
+/** A point-in-time copy of a region, returned by `region.snapshot()`. */
+export class Snapshot {
+  /** Integer id, increasing within a store. */
+  readonly id: number;
+  readonly label: string | null;
+  readonly createdAt: Date;
+  /** The region's name. */
+  readonly region: string;
+  /** The snapshot this one is incremental against (null: it stands alone). */
+  readonly parent: number | null;
+  /** Number of 64 KiB chunks it saves. */
+  readonly chunks: number;
+  /** How long the program was paused to take it (the write-protect), in milliseconds. */
+  readonly pauseMs: number;
+  /** Resolves when every page of the snapshot is durable in the store; rejects with SNAPSHOT_FAILED otherwise. */
+  readonly persisted: Promise<SnapshotInfo>;
+
+  /** @internal */
+  constructor(fields: Omit<Snapshot, never>) {
+    this.id = fields.id;
+    this.label = fields.label;
+    this.createdAt = fields.createdAt;
+    this.region = fields.region;
+    this.parent = fields.parent;
+    this.chunks = fields.chunks;
+    this.pauseMs = fields.pauseMs;
+    this.persisted = fields.persisted;
+  }
+}

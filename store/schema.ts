@@ -1,0 +1,121 @@
+// The store's on-disk format. Bump SCHEMA_VERSION and append a migration for every change.
+import type { Database } from 'better-sqlite3';
+import { SnapshotError } from '../lib/errors';
+
+export const FORMAT = 'uffd-snapshot';
+export const SCHEMA_VERSION = 1;
+
+/** Blob codecs, shared with native/codec.h. */
+export const CODEC = { zero: 0, raw: 1, lz4: 2 } as const;
+
+const V1 = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE regions (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE snapshots (
+  id INTEGER PRIMARY KEY,
+  region_id INTEGER NOT NULL REFERENCES regions(id),
+  parent_id INTEGER,
+  label TEXT,
+  created_at INTEGER NOT NULL,
+  region_size INTEGER NOT NULL,
+  full INTEGER NOT NULL DEFAULT 0,
+  complete INTEGER NOT NULL DEFAULT 0,
+  chunks INTEGER NOT NULL DEFAULT 0,
+  raw_bytes INTEGER NOT NULL DEFAULT 0,
+  stored_bytes INTEGER NOT NULL DEFAULT 0,
+  unique_bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX snapshots_region ON snapshots(region_id, id);
+CREATE INDEX snapshots_parent ON snapshots(parent_id);
+-- One row per distinct chunk content: hash is xxh64 of data (the checksum and dedup key).
+CREATE TABLE blobs (
+  id INTEGER PRIMARY KEY,
+  hash INTEGER NOT NULL,
+  codec INTEGER NOT NULL,
+  raw_len INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  data BLOB NOT NULL
+);
+CREATE INDEX blobs_hash ON blobs(hash);
+-- The chunks a snapshot stores. blob_id NULL: the chunk is all zero.
+CREATE TABLE chunks (
+  id INTEGER PRIMARY KEY,
+  snapshot_id INTEGER NOT NULL,
+  chunk INTEGER NOT NULL,
+  blob_id INTEGER
+);
+CREATE UNIQUE INDEX chunks_snapshot ON chunks(snapshot_id, chunk);
+CREATE INDEX chunks_blob ON chunks(blob_id);
+-- The one process allowed to write, so snapshot ids never collide.
+CREATE TABLE writer (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, token TEXT NOT NULL, since INTEGER NOT NULL);
+`;
+
+/** Migrations from version i+1 to i+2, in order. */
+const MIGRATIONS: string[] = [];
+
+export function pragmas(db: Database, readonly: boolean): void {
+  db.pragma('busy_timeout = 10000');
+  if (!readonly) {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+  }
+  db.pragma('cache_size = -32768');
+}
+
+function hasTable(db: Database, name: string): boolean {
+  return !!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name);
+}
+
+/** Creates or upgrades the schema; throws NOT_A_STORE / STORE_VERSION for foreign files. */
+export function initSchema(db: Database, path: string, readonly: boolean): void {
+  const empty = !db.prepare('SELECT 1 FROM sqlite_master LIMIT 1').get();
+  if (empty) {
+    if (readonly) throw new SnapshotError('NOT_A_STORE', `${path} is an empty database, not a uffd-snapshot store`);
+    db.pragma('auto_vacuum = INCREMENTAL');
+    db.transaction(() => {
+      db.exec(V1);
+      const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+      put.run('format', FORMAT);
+      put.run('schema_version', String(SCHEMA_VERSION));
+      put.run('page_size', '4096');
+      put.run('chunk_size', '65536');
+      put.run('created_at', String(Date.now()));
+    })();
+    return;
+  }
+  const format = hasTable(db, 'meta')
+    ? (db.prepare("SELECT value FROM meta WHERE key = 'format'").get() as { value: string } | undefined)?.value
+    : undefined;
+  if (format !== FORMAT) {
+    throw new SnapshotError('NOT_A_STORE', `${path} is a SQLite database but not a uffd-snapshot store`, {
+      hint: 'Pass the path of a store created by Store.open(), or a new path to create one.',
+    });
+  }
+  const version = Number((db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value);
+  if (!Number.isInteger(version) || version < 1 || version > SCHEMA_VERSION) {
+    throw new SnapshotError('STORE_VERSION', `${path} has store schema version ${version}; this uffd-snapshot reads versions 1 to ${SCHEMA_VERSION}`, {
+      hint: version > SCHEMA_VERSION ? 'Upgrade uffd-snapshot to open this store.' : 'The store metadata is damaged.',
+    });
+  }
+  const pageSize = (db.prepare("SELECT value FROM meta WHERE key = 'page_size'").get() as { value: string } | undefined)?.value;
+  const chunkSize = (db.prepare("SELECT value FROM meta WHERE key = 'chunk_size'").get() as { value: string } | undefined)?.value;
+  if (pageSize !== '4096' || chunkSize !== '65536') {
+    throw new SnapshotError('STORE_VERSION', `${path} uses page size ${pageSize} and chunk size ${chunkSize}; this build supports 4096 and 65536`);
+  }
+  if (version < SCHEMA_VERSION) {
+    if (readonly) {
+      throw new SnapshotError('STORE_VERSION', `${path} has schema version ${version} and must be upgraded`, {
+        hint: 'Open it once without { readonly: true } to migrate it.',
+      });
+    }
+    db.transaction(() => {
+      for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v - 1]!);
+      db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
+    })();
+  }
+}

@@ -1,0 +1,821 @@
+// The page store: snapshots of regions as 64 KiB chunks, LZ4-compressed, checksummed and
+// deduplicated, in one SQLite file (or in memory). Writes happen off the main thread for file
+// stores; a snapshot becomes visible only when every one of its chunks is committed.
+import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { SnapshotError, fromNative, invalidArgument } from '../lib/errors';
+import { CHUNK_SIZE, native, packageRoot, type NativeRollbackSources } from '../lib/native';
+import { CODEC, initSchema, pragmas } from './schema';
+import { StoreWriter, batchIsEmpty, type SnapshotMeta, type WriteResult } from './writer';
+import type { WriterMessage } from './writer-worker';
+
+export interface StoreOptions {
+  /** Open for reading only: no writer lock, no snapshots. */
+  readonly?: boolean;
+  /** Bytes of chunks per write transaction (default 8 MiB). */
+  batchBytes?: number;
+}
+
+export interface SnapshotInfo {
+  id: number;
+  region: string;
+  parent: number | null;
+  label: string | null;
+  createdAt: Date;
+  complete: boolean;
+  /** Pages whose contents this snapshot records (its chunks times 16). */
+  pages: number;
+  chunks: number;
+  /** Bytes of memory those chunks hold. */
+  rawBytes: number;
+  /** Bytes after compression, before dedup. */
+  storedBytes: number;
+  /** Bytes this snapshot added to the store after dedup. */
+  uniqueBytes: number;
+  regionSize: number;
+  /** Saved against nothing: the snapshot stands alone. */
+  full: boolean;
+}
+
+export interface VerifyProblem {
+  code: 'STORE_CORRUPT';
+  snapshot?: number;
+  chunk?: number;
+  blob?: number;
+  message: string;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  snapshots: number;
+  chunks: number;
+  problems: VerifyProblem[];
+}
+
+export interface GcResult {
+  deletedSnapshots: number[];
+  freedBlobs: number;
+  freedBytes: number;
+}
+
+interface SnapshotRow {
+  id: number;
+  region: string;
+  parent_id: number | null;
+  label: string | null;
+  created_at: number;
+  complete: number;
+  chunks: number;
+  raw_bytes: number;
+  stored_bytes: number;
+  unique_bytes: number;
+  region_size: number;
+  full: number;
+}
+
+/** A snapshot taken in this process whose chunks the sink still holds. */
+interface Inflight {
+  meta: SnapshotMeta;
+  regionName: string;
+  chunks: Uint32Array;
+  resolve: (info: SnapshotInfo) => void;
+  reject: (err: SnapshotError) => void;
+}
+
+/** What a region needs from the store while open. */
+export interface RegionLink {
+  readonly name: string;
+  /** The snapshot the region's memory last matched (its next snapshot's parent). */
+  readonly head: number | null;
+}
+
+const openWriters = new Set<string>();
+
+function rowToInfo(r: SnapshotRow): SnapshotInfo {
+  return {
+    id: r.id,
+    region: r.region,
+    parent: r.parent_id,
+    label: r.label,
+    createdAt: new Date(r.created_at),
+    complete: r.complete === 1,
+    pages: r.chunks * (CHUNK_SIZE / 4096),
+    chunks: r.chunks,
+    rawBytes: r.raw_bytes,
+    storedBytes: r.stored_bytes,
+    uniqueBytes: r.unique_bytes,
+    regionSize: r.region_size,
+    full: r.full === 1,
+  };
+}
+
+function sqliteError(err: unknown, file: string): SnapshotError {
+  if (err instanceof SnapshotError) return err;
+  const e = err as { code?: string; message?: string };
+  const msg = `${file}: ${e.message ?? String(err)}`;
+  switch (e.code) {
+    case 'SQLITE_NOTADB':
+      return new SnapshotError('NOT_A_STORE', `${file} is not a uffd-snapshot store (not a SQLite database)`, {
+        hint: 'Pass the path of a store created by Store.open(), or a new path to create one.',
+        cause: err,
+      });
+    case 'SQLITE_CORRUPT':
+    case 'SQLITE_CORRUPT_VTAB':
+      return new SnapshotError('STORE_CORRUPT', `${file} is damaged or truncated: ${e.message}`, {
+        hint: 'Restore the file from a backup; `usnap verify` lists what is still readable.',
+        cause: err,
+      });
+    case 'SQLITE_BUSY':
+    case 'SQLITE_LOCKED':
+      return new SnapshotError('STORE_LOCKED', msg, { hint: 'Another connection holds the store; retry when it is done.', cause: err });
+    case 'SQLITE_READONLY':
+      return new SnapshotError('STORE_READONLY', msg, { hint: 'Open the store without { readonly: true }, and check file permissions.', cause: err });
+    case 'SQLITE_CANTOPEN':
+      return new SnapshotError('IO', `cannot open ${file}: ${e.message}`, { hint: 'Check that the directory exists and is writable.', cause: err });
+    default:
+      return new SnapshotError('IO', msg, { cause: err });
+  }
+}
+
+export class Store {
+  readonly path: string;
+  readonly readonly: boolean;
+  /** @internal */ readonly sink: number;
+  private readonly db: Database.Database;
+  private readonly memory: boolean;
+  private readonly token = randomBytes(8).toString('hex');
+  private readonly lockKey: string | undefined;
+  private closed = false;
+  private nextId = 1;
+  private readonly inflight = new Map<number, Inflight>();
+  private readonly regions = new Map<string, RegionLink>();
+  private readonly chunkSetCache = new Map<number, Uint32Array>();
+  private fatal: SnapshotError | undefined;
+  // Writer: a worker for files, the main thread for ':memory:'.
+  private worker: Worker | undefined;
+  private port: MessagePort | undefined;
+  private workerDone: Int32Array | undefined;
+  private mainWriter: StoreWriter | undefined;
+  private pumping = false;
+  private readonly batchBytes: number;
+
+  private constructor(file: string, opts: StoreOptions) {
+    this.path = file;
+    this.memory = file === ':memory:';
+    this.readonly = !!opts.readonly && !this.memory;
+    this.batchBytes = opts.batchBytes ?? 8 << 20;
+    if (!this.memory) {
+      if (this.readonly && !fs.existsSync(file)) {
+        throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path.' });
+      }
+      if (!this.readonly && !fs.existsSync(file)) {
+        try {
+          fs.closeSync(fs.openSync(file, 'wx', 0o600));  // SQLite gives -wal and -shm the same mode
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          if (e.code !== 'EEXIST') {
+            throw new SnapshotError('IO', `cannot create ${file}: ${e.message}`, { hint: 'Check that the directory exists and is writable.', cause: err });
+          }
+        }
+      }
+    }
+    try {
+      this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
+    } catch (err) {
+      throw sqliteError(err, file);
+    }
+    try {
+      pragmas(this.db, this.readonly);
+      initSchema(this.db, file, this.readonly);
+      if (!this.readonly && !this.memory) {
+        this.lockKey = fs.realpathSync(file);
+        this.takeWriterLock();
+      }
+      if (!this.readonly) this.recover();
+      this.nextId = ((this.db.prepare('SELECT max(id) AS m FROM snapshots').get() as { m: number | null }).m ?? 0) + 1;
+    } catch (err) {
+      this.releaseWriterLock();
+      this.db.close();
+      throw sqliteError(err, file);
+    }
+    this.sink = native().sink_open();
+  }
+
+  /** Opens (creating if needed) a store file, or ':memory:' for a store that lives in RAM. */
+  static open(file: string, opts: StoreOptions = {}): Store {
+    if (typeof file !== 'string' || file.length === 0) throw invalidArgument('path', 'a non-empty string', file);
+    if (opts === null || typeof opts !== 'object') throw invalidArgument('options', 'an object', opts);
+    for (const k of Object.keys(opts)) {
+      if (k !== 'readonly' && k !== 'batchBytes') {
+        const hint = k.toLowerCase() === 'readonly' ? ' (did you mean "readonly"?)' : '';
+        throw new SnapshotError('INVALID_ARGUMENT', `Unknown option "${k}" for Store.open${hint}`);
+      }
+    }
+    return new Store(file === ':memory:' ? file : path.resolve(file), opts);
+  }
+
+  private takeWriterLock(): void {
+    const key = this.lockKey!;
+    if (openWriters.has(key)) {
+      throw new SnapshotError('STORE_LOCKED', `${this.path} is already open for writing in this process`, {
+        hint: 'Share one Store object, or open the second one with { readonly: true }.',
+      });
+    }
+    this.db.transaction(() => {
+      const row = this.db.prepare('SELECT pid, token FROM writer WHERE id = 1').get() as { pid: number; token: string } | undefined;
+      if (row && row.pid !== process.pid && processAlive(row.pid)) {
+        throw new SnapshotError('STORE_LOCKED', `${this.path} is open for writing by process ${row.pid}`, {
+          hint: `Close the store in process ${row.pid} first, or open it with { readonly: true }.`,
+        });
+      }
+      this.db.prepare('INSERT OR REPLACE INTO writer (id, pid, token, since) VALUES (1, ?, ?, ?)').run(process.pid, this.token, Date.now());
+    }).immediate();
+    openWriters.add(key);
+  }
+
+  private releaseWriterLock(): void {
+    if (!this.lockKey || !openWriters.has(this.lockKey)) return;
+    openWriters.delete(this.lockKey);
+    try {
+      this.db.prepare('DELETE FROM writer WHERE id = 1 AND token = ?').run(this.token);
+    } catch {
+      // The lock row names our pid; a dead pid is taken over on the next open.
+    }
+  }
+
+  /** Drops what a crash left half-written: incomplete snapshots and the blobs only they used. */
+  private recover(): void {
+    const stale = this.db.prepare('SELECT count(*) AS n FROM snapshots WHERE complete = 0').get() as { n: number };
+    if (stale.n === 0) return;
+    this.db.transaction(() => {
+      this.db.exec(`
+        DELETE FROM chunks WHERE snapshot_id IN (SELECT id FROM snapshots WHERE complete = 0);
+        DELETE FROM snapshots WHERE complete = 0;
+        DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.blob_id = blobs.id);
+      `);
+    })();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new SnapshotError('CLOSED', `store ${this.path} is closed`);
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.readonly) {
+      throw new SnapshotError('STORE_READONLY', `store ${this.path} was opened read-only`, { hint: 'Open it without { readonly: true } to change it.' });
+    }
+  }
+
+  // ---- queries ----
+
+  private selectSnapshots(where: string): Database.Statement {
+    return this.db.prepare(
+      `SELECT s.id, r.name AS region, s.parent_id, s.label, s.created_at, s.complete, s.chunks, s.raw_bytes,
+              s.stored_bytes, s.unique_bytes, s.region_size, s.full
+       FROM snapshots s JOIN regions r ON r.id = s.region_id ${where} ORDER BY s.id`,
+    );
+  }
+
+  /** Snapshots in id order: committed ones, plus this process's in-flight ones with { all: true }. */
+  list(opts: { region?: string; all?: boolean } = {}): SnapshotInfo[] {
+    this.assertOpen();
+    try {
+      const rows = (opts.region === undefined
+        ? this.selectSnapshots(opts.all ? '' : 'WHERE s.complete = 1').all()
+        : this.selectSnapshots(`WHERE r.name = ? ${opts.all ? '' : 'AND s.complete = 1'}`).all(opts.region)) as SnapshotRow[];
+      return rows.map(rowToInfo);
+    } catch (err) {
+      throw sqliteError(err, this.path);
+    }
+  }
+
+  /** One snapshot; NOT_FOUND when it does not exist or is not yet complete. */
+  info(id: number): SnapshotInfo {
+    this.assertOpen();
+    checkId(id);
+    const row = this.selectSnapshots('WHERE s.id = ?').get(id) as SnapshotRow | undefined;
+    if (!row || !row.complete) {
+      if (this.inflight.has(id)) {
+        throw new SnapshotError('NOT_PERSISTED', `snapshot ${id} is not persisted yet`, { hint: 'Await snapshot.persisted first.' });
+      }
+      throw new SnapshotError('NOT_FOUND', `no snapshot ${id} in ${this.path}`, { hint: 'List the snapshots with store.list() or `usnap list`.' });
+    }
+    return rowToInfo(row);
+  }
+
+  /** Region names and sizes recorded in the store. */
+  regionsInfo(): { name: string; size: number; snapshots: number }[] {
+    this.assertOpen();
+    return this.db
+      .prepare(
+        `SELECT r.name, r.size, (SELECT count(*) FROM snapshots s WHERE s.region_id = r.id AND s.complete = 1) AS snapshots
+         FROM regions r ORDER BY r.name`,
+      )
+      .all() as { name: string; size: number; snapshots: number }[];
+  }
+
+  /**
+   * Deletes a snapshot. Its chunks move to its children (unless they store their own), so
+   * every later snapshot stays restorable.
+   */
+  delete(id: number): void {
+    this.assertWritable();
+    checkId(id);
+    if (this.inflight.has(id)) {
+      throw new SnapshotError('NOT_PERSISTED', `snapshot ${id} is still being saved`, { hint: 'Await snapshot.persisted before deleting it.' });
+    }
+    for (const f of this.inflight.values()) {
+      if (f.meta.parent === id) {
+        throw new SnapshotError('NOT_PERSISTED', `snapshot ${f.meta.id}, a child of ${id}, is still being saved`, {
+          hint: `Await the persisted promise of snapshot ${f.meta.id} first.`,
+        });
+      }
+    }
+    for (const r of this.regions.values()) {
+      if (r.head === id) {
+        throw new SnapshotError('SNAPSHOT_IN_USE', `snapshot ${id} is what open region "${r.name}" last snapshotted or restored`, {
+          hint: 'Take another snapshot of the region, or close it, before deleting this one.',
+        });
+      }
+    }
+    this.info(id);
+    try {
+      this.db.transaction(() => this.deleteInTransaction(id))();
+    } catch (err) {
+      throw sqliteError(err, this.path);
+    }
+  }
+
+  private deleteInTransaction(id: number): number[] {
+    const snap = this.db.prepare('SELECT parent_id FROM snapshots WHERE id = ?').get(id) as { parent_id: number | null };
+    const children = (this.db.prepare('SELECT id FROM snapshots WHERE parent_id = ?').all(id) as { id: number }[]).map((r) => r.id);
+    const merge = this.db.prepare(
+      'INSERT OR IGNORE INTO chunks (snapshot_id, chunk, blob_id) SELECT ?, chunk, blob_id FROM chunks WHERE snapshot_id = ?',
+    );
+    for (const child of children) {
+      merge.run(child, id);
+      this.chunkSetCache.delete(child);
+    }
+    // A child of a full snapshot becomes full itself: absent chunks now mean zero there too.
+    this.db.prepare('UPDATE snapshots SET parent_id = ?, full = CASE WHEN ? IS NULL THEN 1 ELSE full END WHERE parent_id = ?').run(snap.parent_id, snap.parent_id, id);
+    const blobs = (this.db.prepare('SELECT DISTINCT blob_id FROM chunks WHERE snapshot_id = ? AND blob_id IS NOT NULL').all(id) as { blob_id: number }[]).map((r) => r.blob_id);
+    this.db.prepare('DELETE FROM chunks WHERE snapshot_id = ?').run(id);
+    this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
+    const dropBlob = this.db.prepare('DELETE FROM blobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM chunks WHERE blob_id = ?)');
+    for (const b of blobs) dropBlob.run(b, b);
+    this.chunkSetCache.delete(id);
+    return children;
+  }
+
+  /**
+   * Removes unreferenced data and, with `keep`, all but the newest `keep` complete snapshots
+   * of each region (snapshots open regions stand on are kept).
+   */
+  gc(opts: { keep?: number } = {}): GcResult {
+    this.assertWritable();
+    if (opts.keep !== undefined && (!Number.isInteger(opts.keep) || opts.keep < 0)) throw invalidArgument('keep', 'a non-negative integer', opts.keep);
+    const before = this.db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs').get() as { n: number; bytes: number };
+    const deleted: number[] = [];
+    const inUse = new Set<number>();
+    for (const r of this.regions.values()) if (r.head !== null) inUse.add(r.head);
+    for (const f of this.inflight.values()) {
+      inUse.add(f.meta.id);
+      if (f.meta.parent !== null) inUse.add(f.meta.parent);
+    }
+    try {
+      this.db.transaction(() => {
+        if (opts.keep !== undefined) {
+          const regions = this.db.prepare('SELECT id FROM regions').all() as { id: number }[];
+          for (const { id: regionId } of regions) {
+            const ids = (this.db.prepare('SELECT id FROM snapshots WHERE region_id = ? AND complete = 1 ORDER BY id DESC').all(regionId) as { id: number }[]).map((r) => r.id);
+            for (const id of ids.slice(opts.keep).reverse()) {
+              if (inUse.has(id)) continue;
+              this.deleteInTransaction(id);
+              deleted.push(id);
+            }
+          }
+        }
+        this.db.exec('DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.blob_id = blobs.id)');
+      })();
+      this.db.pragma('incremental_vacuum');
+      if (!this.memory) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      throw sqliteError(err, this.path);
+    }
+    const after = this.db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs').get() as { n: number; bytes: number };
+    return { deletedSnapshots: deleted, freedBlobs: before.n - after.n, freedBytes: before.bytes - after.bytes };
+  }
+
+  /**
+   * Checks checksums, lengths and chain completeness of one snapshot (and what it stands on)
+   * or of the whole store. Never throws for damage it finds: it reports it.
+   */
+  verify(id?: number): VerifyResult {
+    this.assertOpen();
+    const problems: VerifyProblem[] = [];
+    let snapshots: SnapshotRow[];
+    try {
+      if (id === undefined) {
+        for (const r of this.db.pragma('quick_check') as { quick_check: string }[]) {
+          if (r.quick_check !== 'ok') problems.push({ code: 'STORE_CORRUPT', message: `SQLite: ${r.quick_check}` });
+        }
+        snapshots = this.selectSnapshots('WHERE s.complete = 1').all() as SnapshotRow[];
+      } else {
+        checkId(id);
+        snapshots = [];
+        for (const a of this.ancestors(id)) {
+          const row = this.selectSnapshots('WHERE s.id = ?').get(a) as SnapshotRow | undefined;
+          if (row) snapshots.push(row);
+        }
+        if (!snapshots.length) throw new SnapshotError('NOT_FOUND', `no snapshot ${id} in ${this.path}`);
+      }
+      const byId = new Map(snapshots.map((s) => [s.id, s]));
+      const parentOf = this.db.prepare('SELECT id, complete FROM snapshots WHERE id = ?');
+      const chunkRows = this.db.prepare(
+        `SELECT c.chunk, c.blob_id, b.id AS found, b.hash, b.codec, b.raw_len, b.size, b.data
+         FROM chunks c LEFT JOIN blobs b ON b.id = c.blob_id WHERE c.snapshot_id = ?`,
+      ).safeIntegers(true);
+      const checked = new Map<bigint, string | null>();
+      let chunkCount = 0;
+      for (const s of snapshots) {
+        if (!s.complete) problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} is incomplete` });
+        if (s.parent_id !== null && !byId.has(s.parent_id)) {
+          const p = parentOf.get(s.parent_id) as { complete: number } | undefined;
+          if (!p || !p.complete) {
+            problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} stands on snapshot ${s.parent_id}, which is missing` });
+          }
+        }
+        const maxChunk = Math.ceil(s.region_size / CHUNK_SIZE);
+        let n = 0;
+        for (const row of chunkRows.iterate(s.id) as Iterable<{
+          chunk: bigint; blob_id: bigint | null; found: bigint | null; hash: bigint; codec: bigint; raw_len: bigint; size: bigint; data: Buffer;
+        }>) {
+          n++;
+          const chunk = Number(row.chunk);
+          if (chunk < 0 || chunk >= maxChunk) {
+            problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, message: `snapshot ${s.id} has chunk ${chunk} beyond its ${s.region_size}-byte region` });
+          }
+          if (row.blob_id === null) continue;
+          if (row.found === null) {
+            problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, blob: Number(row.blob_id), message: `snapshot ${s.id} chunk ${chunk}: blob ${row.blob_id} is missing` });
+            continue;
+          }
+          let error = checked.get(row.blob_id);
+          if (error === undefined) {
+            error = checkBlob(Number(row.codec), Number(row.raw_len), row.hash, row.data, Number(row.size));
+            checked.set(row.blob_id, error);
+          }
+          if (error) {
+            problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, blob: Number(row.blob_id), message: `snapshot ${s.id} chunk ${chunk} (blob ${row.blob_id}): ${error}` });
+          }
+        }
+        chunkCount += n;
+        if (n !== s.chunks) {
+          problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} records ${s.chunks} chunks but stores ${n}` });
+        }
+      }
+      return { ok: problems.length === 0, snapshots: snapshots.length, chunks: chunkCount, problems };
+    } catch (err) {
+      if (err instanceof SnapshotError && err.code === 'NOT_FOUND') throw err;
+      const e = sqliteError(err, this.path);
+      problems.push({ code: 'STORE_CORRUPT', message: e.message });
+      return { ok: false, snapshots: 0, chunks: 0, problems };
+    }
+  }
+
+  /** Waits until every snapshot taken so far is durable, then closes. Closes the store's regions first. */
+  close(): void {
+    if (this.closed) return;
+    for (const r of [...this.regions.values()]) (r as unknown as { close(): void }).close();
+    this.finishWriter();
+    this.closed = true;
+    native().sink_close(this.sink);
+    if (!this.readonly) {
+      try {
+        if (!this.memory) this.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // A checkpoint is an optimization; the WAL is replayed on the next open.
+      }
+    }
+    this.releaseWriterLock();
+    this.db.close();
+  }
+
+  // ---- used by Region ----
+
+  /** @internal Registers an open region; returns its key in the store. */
+  _attachRegion(link: RegionLink, size: number): number {
+    this.assertWritable();
+    if (this.regions.has(link.name)) {
+      throw new SnapshotError('REGION_IN_USE', `a region named "${link.name}" is already open on this store`, {
+        hint: 'Close it first, or give the new region another name.',
+      });
+    }
+    let row = this.db.prepare('SELECT id FROM regions WHERE name = ?').get(link.name) as { id: number } | undefined;
+    try {
+      if (!row) {
+        const id = this.db.prepare('INSERT INTO regions (name, size, created_at) VALUES (?, ?, ?)').run(link.name, size, Date.now()).lastInsertRowid;
+        row = { id: Number(id) };
+      } else {
+        this.db.prepare('UPDATE regions SET size = ? WHERE id = ?').run(size, row.id);
+      }
+    } catch (err) {
+      throw sqliteError(err, this.path);
+    }
+    this.regions.set(link.name, link);
+    return row.id;
+  }
+
+  /** @internal */
+  _detachRegion(name: string): void {
+    this.regions.delete(name);
+  }
+
+  /** @internal The id the next snapshot gets. */
+  _allocateId(): number {
+    this.assertWritable();
+    if (this.fatal) throw this.fatal;
+    return this.nextId++;
+  }
+
+  /** @internal Tracks a snapshot whose chunks are on their way to the store. */
+  _track(meta: SnapshotMeta, regionName: string, chunks: Uint32Array): Promise<SnapshotInfo> {
+    const p = new Promise<SnapshotInfo>((resolve, reject) => {
+      this.inflight.set(meta.id, { meta, regionName, chunks, resolve, reject });
+    });
+    p.catch(() => {});  // failures surface where `persisted` is awaited, not as unhandled rejections
+    this.pumpWriter();
+    return p;
+  }
+
+  /** @internal Snapshot ids from `id` back to the root of its history. */
+  ancestors(id: number): number[] {
+    const chain: number[] = [];
+    const parentOf = this.db.prepare('SELECT parent_id FROM snapshots WHERE id = ?');
+    let cur: number | null = id;
+    while (cur !== null) {
+      if (chain.length > 1_000_000) throw new SnapshotError('STORE_CORRUPT', `snapshot history of ${id} loops`);
+      chain.push(cur);
+      const f = this.inflight.get(cur);
+      if (f) {
+        cur = f.meta.parent;
+        continue;
+      }
+      const row = parentOf.get(cur) as { parent_id: number | null } | undefined;
+      if (!row) break;
+      cur = row.parent_id;
+    }
+    return chain;
+  }
+
+  /** @internal Region name and size a snapshot was taken of; NOT_FOUND if unknown. */
+  _snapshotRegion(id: number): { name: string; size: number; full: boolean } {
+    const f = this.inflight.get(id);
+    if (f) return { name: f.regionName, size: f.meta.regionSize, full: f.meta.full };
+    const row = this.db.prepare('SELECT r.name, s.region_size, s.complete, s.full FROM snapshots s JOIN regions r ON r.id = s.region_id WHERE s.id = ?').get(id) as
+      | { name: string; region_size: number; complete: number; full: number }
+      | undefined;
+    if (!row || !row.complete) throw new SnapshotError('NOT_FOUND', `no snapshot ${id} in ${this.path}`, { hint: 'List the snapshots with store.list() or `usnap list`.' });
+    return { name: row.name, size: row.region_size, full: row.full === 1 };
+  }
+
+  /** @internal The chunks snapshot `id` itself stores (sorted). */
+  chunkSet(id: number): Uint32Array {
+    const f = this.inflight.get(id);
+    if (f) return f.chunks;
+    let set = this.chunkSetCache.get(id);
+    if (!set) {
+      const rows = this.db.prepare('SELECT chunk FROM chunks WHERE snapshot_id = ? ORDER BY chunk').pluck().all(id) as number[];
+      set = Uint32Array.from(rows);
+      if (this.chunkSetCache.size > 256) this.chunkSetCache.clear();
+      this.chunkSetCache.set(id, set);
+    }
+    return set;
+  }
+
+  /** @internal Chunks whose contents may differ between snapshots `a` and `b` (null: zero memory). */
+  _changedBetween(a: number | null, b: number): Set<number> {
+    const chainA = a === null ? [] : this.ancestors(a);
+    const chainB = this.ancestors(b);
+    const inA = new Set(chainA);
+    const common = chainB.find((x) => inA.has(x));
+    const changed = new Set<number>();
+    for (const chain of [chainA, chainB]) {
+      for (const s of chain) {
+        if (s === common) break;
+        for (const c of this.chunkSet(s)) changed.add(c);
+      }
+    }
+    return changed;
+  }
+
+  /** @internal Where each of `chunks` comes from at snapshot `target`. */
+  _sources(target: number, chunks: Iterable<number>): NativeRollbackSources {
+    const wanted = [...chunks].sort((x, y) => x - y);
+    const chain = this.ancestors(target);
+    const owner = new Map<number, number>();  // chunk -> snapshot storing its version at target
+    let left = wanted.length;
+    for (const s of chain) {
+      if (left === 0) break;
+      const set = this.chunkSet(s);
+      for (const c of wanted) {
+        if (!owner.has(c) && binarySearch(set, c)) {
+          owner.set(c, s);
+          left--;
+        }
+      }
+    }
+    const n = wanted.length;
+    const src: NativeRollbackSources = {
+      chunk: Uint32Array.from(wanted),
+      sinkSnap: new Float64Array(n),
+      codec: new Uint8Array(n),
+      rawLen: new Uint32Array(n).fill(CHUNK_SIZE),
+      hash: new BigInt64Array(n),
+      data: new Array<Uint8Array | null>(n).fill(null),
+    };
+    const blobOf = this.db.prepare(
+      'SELECT b.codec, b.raw_len, b.hash, b.data FROM chunks c JOIN blobs b ON b.id = c.blob_id WHERE c.snapshot_id = ? AND c.chunk = ?',
+    ).safeIntegers(true);
+    const rowOf = this.db.prepare('SELECT blob_id FROM chunks WHERE snapshot_id = ? AND chunk = ?');
+    for (let i = 0; i < n; i++) {
+      const s = owner.get(wanted[i]!);
+      if (s === undefined) continue;  // never stored along the chain: zero
+      if (this.inflight.has(s)) {
+        src.sinkSnap[i] = s;
+        continue;
+      }
+      const b = blobOf.get(s, wanted[i]) as { codec: bigint; raw_len: bigint; hash: bigint; data: Buffer } | undefined;
+      if (!b) {
+        const row = rowOf.get(s, wanted[i]) as { blob_id: number | null } | undefined;
+        if (row && row.blob_id !== null) {
+          throw new SnapshotError('STORE_CORRUPT', `snapshot ${s} chunk ${wanted[i]}: blob ${row.blob_id} is missing`, {
+            hint: 'Run `usnap verify` on the store.',
+          });
+        }
+        continue;  // a zero chunk
+      }
+      src.codec[i] = Number(b.codec);
+      src.rawLen[i] = Number(b.raw_len);
+      src.hash[i] = b.hash;
+      src.data[i] = b.data;
+    }
+    return src;
+  }
+
+  // ---- the writer ----
+
+  private pumpWriter(): void {
+    if (this.memory) {
+      if (!this.mainWriter) this.mainWriter = new StoreWriter(this.db);
+      if (!this.pumping) {
+        this.pumping = true;
+        setImmediate(() => this.pumpMain());
+      }
+      return;
+    }
+    if (!this.worker) this.startWorker();
+    this.worker!.ref();
+  }
+
+  private pumpMain(): void {
+    if (this.closed) return;
+    let wrote = false;
+    try {
+      const batch = native().sink_drain(this.sink, this.batchBytes, 0);
+      if (!batchIsEmpty(batch)) {
+        this.deliver(this.mainWriter!.apply(batch));
+        wrote = true;
+      }
+    } catch (err) {
+      this.failAll(sqliteError(err, this.path));
+    }
+    if (this.inflight.size > 0) setTimeout(() => this.pumpMain(), wrote ? 0 : 1);
+    else this.pumping = false;
+  }
+
+  private startWorker(): void {
+    const { port1, port2 } = new MessageChannel();
+    this.workerDone = new Int32Array(new SharedArrayBuffer(4));
+    this.port = port1;
+    this.worker = new Worker(path.join(packageRoot, 'dist', 'store', 'writer-worker.js'), {
+      workerData: { path: this.path, sink: this.sink, port: port2, done: this.workerDone, batchBytes: this.batchBytes },
+      transferList: [port2],
+    });
+    port1.on('message', (m: WriterMessage) => this.onWriterMessage(m));
+    port1.unref();
+    this.worker.on('error', (err) => this.failAll(new SnapshotError('INTERNAL', `store writer crashed: ${err.message}`, { cause: err })));
+  }
+
+  private onWriterMessage(m: WriterMessage): void {
+    if (m.type === 'fatal') this.failAll(new SnapshotError('IO', `store writer failed: ${m.message}`, { hint: 'Check free disk space and the store file.' }));
+    else this.deliver(m);
+    if (this.inflight.size === 0) this.worker?.unref();
+  }
+
+  private deliver(r: Pick<WriteResult, 'persisted' | 'failed'>): void {
+    const addon = native();
+    for (const id of r.persisted) {
+      const f = this.inflight.get(id);
+      addon.sink_release(this.sink, id);
+      this.inflight.delete(id);
+      if (!f) continue;
+      const row = this.selectSnapshots('WHERE s.id = ?').get(id) as SnapshotRow | undefined;
+      if (row) f.resolve(rowToInfo(row));
+      else f.reject(new SnapshotError('INTERNAL', `snapshot ${id} was committed but cannot be read back`));
+    }
+    for (const { id, error } of r.failed) {
+      const f = this.inflight.get(id);
+      addon.sink_release(this.sink, id);
+      this.inflight.delete(id);
+      f?.reject(new SnapshotError('SNAPSHOT_FAILED', `snapshot ${id} could not be saved: ${error}`, {
+        hint: 'The next snapshot of the region saves all of it again.',
+      }));
+    }
+  }
+
+  private failAll(err: SnapshotError): void {
+    this.fatal = err;
+    for (const [id, f] of this.inflight) {
+      this.inflight.delete(id);
+      f.reject(err);
+    }
+  }
+
+  private finishWriter(): void {
+    const addon = native();
+    if (this.memory) {
+      if (!this.mainWriter) return;
+      while (this.inflight.size > 0 && !this.fatal) {
+        const batch = addon.sink_drain(this.sink, this.batchBytes, 20);
+        if (!batchIsEmpty(batch)) this.deliver(this.mainWriter.apply(batch));
+      }
+      return;
+    }
+    if (!this.worker) return;
+    this.port!.postMessage('finish');
+    while (Atomics.wait(this.workerDone!, 0, 0, 60_000) === 'timed-out') {
+      process.emitWarning(`uffd-snapshot: still waiting for the store writer of ${this.path}`);
+    }
+    for (let m = receiveMessageOnPort(this.port!); m; m = receiveMessageOnPort(this.port!)) this.onWriterMessage(m.message as WriterMessage);
+    this.port!.close();
+    void this.worker.terminate();
+    this.worker = undefined;
+    if (this.inflight.size > 0) this.failAll(new SnapshotError('INTERNAL', 'store closed before every snapshot was saved'));
+  }
+
+  /** Statistics about the store file. */
+  stats(): { snapshots: number; blobs: number; storedBytes: number; fileBytes: number; heldInMemory: number } {
+    this.assertOpen();
+    const s = this.db.prepare('SELECT (SELECT count(*) FROM snapshots WHERE complete = 1) AS snapshots, count(*) AS blobs, coalesce(sum(size), 0) AS bytes FROM blobs').get() as {
+      snapshots: number; blobs: number; bytes: number;
+    };
+    const pageCount = this.db.pragma('page_count', { simple: true }) as number;
+    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+    return { snapshots: s.snapshots, blobs: s.blobs, storedBytes: s.bytes, fileBytes: pageCount * pageSize, heldInMemory: native().sink_stats(this.sink).heldBytes };
+  }
+}
+
+function checkBlob(codec: number, rawLen: number, hash: bigint, data: Buffer, size: number): string | null {
+  if (rawLen !== CHUNK_SIZE) return `raw length ${rawLen} is not ${CHUNK_SIZE}`;
+  if (size !== data.length) return `recorded size ${size} differs from the data's ${data.length} bytes`;
+  if (codec !== CODEC.raw && codec !== CODEC.lz4) return `unknown codec ${codec}`;
+  try {
+    native().codec_verify(codec, rawLen, BigInt.asIntN(64, hash), data);
+    if (codec === CODEC.lz4) native().codec_decode(codec, rawLen, data);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+function checkId(id: unknown): asserts id is number {
+  if (!Number.isSafeInteger(id) || (id as number) < 1) throw invalidArgument('snapshot id', 'a positive integer', id);
+}
+
+function binarySearch(a: Uint32Array, x: number): boolean {
+  let lo = 0, hi = a.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = a[mid]!;
+    if (v === x) return true;
+    if (v < x) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export { fromNative };

@@ -1,0 +1,112 @@
+// Applies what the capture sink hands over to the database: one transaction per batch, and a
+// snapshot is marked complete only in the transaction that commits its last chunk.
+import type { Database, Statement } from 'better-sqlite3';
+import type { NativeBatch } from '../lib/native';
+import { CODEC } from './schema';
+
+export interface SnapshotMeta {
+  id: number;
+  regionId: number;
+  parent: number | null;
+  label: string | null;
+  createdAt: number;
+  regionSize: number;
+  full: boolean;
+}
+
+export interface WriteResult {
+  persisted: number[];
+  failed: { id: number; error: string }[];
+  bytes: number;
+}
+
+export class StoreWriter {
+  private readonly insertSnapshot: Statement;
+  private readonly findBlob: Statement;
+  private readonly insertBlob: Statement;
+  private readonly upsertChunk: Statement;
+  private readonly completeSnapshot: Statement;
+  private readonly dropChunks: Statement;
+  private readonly dropSnapshot: Statement;
+  private readonly dropOrphanBlobs: Statement;
+  /** Bytes each open snapshot added to the store after dedup. */
+  private readonly uniqueBytes = new Map<number, number>();
+  private readonly applyTx: (batch: NativeBatch) => WriteResult;
+
+  constructor(db: Database) {
+    this.insertSnapshot = db.prepare(
+      `INSERT OR REPLACE INTO snapshots (id, region_id, parent_id, label, created_at, region_size, full, complete)
+       VALUES (@id, @regionId, @parent, @label, @createdAt, @regionSize, @full, 0)`,
+    );
+    this.findBlob = db.prepare('SELECT id, data FROM blobs WHERE hash = ? AND codec = ? AND raw_len = ?');
+    this.insertBlob = db.prepare('INSERT INTO blobs (hash, codec, raw_len, size, data) VALUES (?, ?, ?, ?, ?)');
+    this.upsertChunk = db.prepare(
+      `INSERT INTO chunks (snapshot_id, chunk, blob_id) VALUES (?, ?, ?)
+       ON CONFLICT (snapshot_id, chunk) DO UPDATE SET blob_id = excluded.blob_id`,
+    );
+    this.completeSnapshot = db.prepare(
+      'UPDATE snapshots SET complete = 1, chunks = ?, raw_bytes = ?, stored_bytes = ?, unique_bytes = ? WHERE id = ?',
+    );
+    this.dropChunks = db.prepare('DELETE FROM chunks WHERE snapshot_id = ?');
+    this.dropSnapshot = db.prepare('DELETE FROM snapshots WHERE id = ?');
+    this.dropOrphanBlobs = db.prepare(
+      'DELETE FROM blobs WHERE id > ? AND NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.blob_id = blobs.id)',
+    );
+    this.applyTx = db.transaction((batch: NativeBatch) => this.applyInTransaction(batch));
+  }
+
+  apply(batch: NativeBatch): WriteResult {
+    return this.applyTx(batch);
+  }
+
+  private applyInTransaction(batch: NativeBatch): WriteResult {
+    for (const b of batch.begins) {
+      const meta = JSON.parse(b.meta) as SnapshotMeta;
+      // The region may decide at the last moment that the snapshot must stand alone.
+      const full = meta.full || b.full;
+      this.insertSnapshot.run({ ...meta, parent: full ? null : meta.parent, full: full ? 1 : 0 });
+      this.uniqueBytes.set(meta.id, 0);
+    }
+    const c = batch.chunks;
+    let bytes = 0;
+    for (let i = 0; i < c.chunk.length; i++) {
+      const snap = c.snap[i]!;
+      const codec = c.codec[i]!;
+      let blobId: number | bigint | null = null;
+      if (codec !== CODEC.zero) {
+        const data = c.data.subarray(c.offset[i]!, c.offset[i + 1]!);
+        const hash = c.hash[i]!;
+        for (const row of this.findBlob.all(hash, codec, c.rawLen[i]!) as { id: number; data: Buffer }[]) {
+          if (row.data.equals(data)) {
+            blobId = row.id;
+            break;
+          }
+        }
+        if (blobId === null) {
+          blobId = this.insertBlob.run(hash, codec, c.rawLen[i]!, data.length, data).lastInsertRowid;
+          this.uniqueBytes.set(snap, (this.uniqueBytes.get(snap) ?? 0) + data.length);
+        }
+        bytes += data.length;
+      }
+      this.upsertChunk.run(snap, c.chunk[i]!, blobId);
+    }
+    const result: WriteResult = { persisted: [], failed: [], bytes };
+    for (const e of batch.ends) {
+      if (e.failed) {
+        this.dropChunks.run(e.snap);
+        this.dropSnapshot.run(e.snap);
+        result.failed.push({ id: e.snap, error: e.error });
+      } else {
+        this.completeSnapshot.run(e.chunks, e.rawBytes, e.storedBytes, this.uniqueBytes.get(e.snap) ?? 0, e.snap);
+        result.persisted.push(e.snap);
+      }
+      this.uniqueBytes.delete(e.snap);
+    }
+    if (result.failed.length) this.dropOrphanBlobs.run(0);
+    return result;
+  }
+}
+
+export function batchIsEmpty(b: NativeBatch): boolean {
+  return b.begins.length === 0 && b.chunks.chunk.length === 0 && b.ends.length === 0;
+}

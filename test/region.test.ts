@@ -1,0 +1,193 @@
+import { describe, expect, it } from 'vitest';
+import { Region, Store } from '../lib/index';
+import { expectBytesEqual, expectCode, fillPattern } from './helpers';
+
+const MiB = 1 << 20;
+
+describe('snapshot and in-place rollback', () => {
+  it('rolls back byte-exact to every earlier snapshot, out of order', async () => {
+    const region = Region.alloc(4 * MiB);
+    const bytes = new Uint8Array(region.buffer);
+    const expected: Uint8Array[] = [];
+    const snaps = [];
+    for (let i = 0; i < 8; i++) {
+      // Each step rewrites a different slice, some overlapping the previous ones.
+      fillPattern(bytes, 100 + i, (i * 300_000) % (3 * MiB), 700_000);
+      bytes[4 * MiB - 1 - i] = i + 1;
+      snaps.push(region.snapshot({ label: `s${i}` }));
+      expected.push(bytes.slice());
+    }
+    for (const i of [3, 0, 7, 5, 1, 6, 2, 4, 0, 7]) {
+      region.restore(snaps[i]!);
+      expectBytesEqual(bytes, expected[i]!, `after restore of s${i}`);
+      expect(region.head).toBe(snaps[i]!.id);
+    }
+    await Promise.all(snaps.map((s) => s.persisted));
+    for (const i of [6, 2, 0, 4]) {
+      region.restore(snaps[i]!.id);
+      expectBytesEqual(bytes, expected[i]!, `after restore of persisted s${i}`);
+    }
+    region.close();
+  });
+
+  it('stores only the chunks written since the previous snapshot', async () => {
+    const store = Store.open(':memory:');
+    const region = Region.alloc(16 * MiB, { store, name: 'inc' });
+    const bytes = new Uint8Array(region.buffer);
+    bytes.fill(1, 0, 2 * MiB);                 // 32 chunks populated
+    const s1 = region.snapshot();
+    expect(s1.chunks).toBe(32);
+    bytes[10] = 2;                              // chunk 0
+    bytes[5 * MiB + 100] = 3;                   // chunk 80
+    bytes[5 * MiB + 65536 * 3] = 3;             // chunk 83
+    const s2 = region.snapshot();
+    expect(s2.chunks).toBe(3);
+    expect(s2.parent).toBe(s1.id);
+    const s3 = region.snapshot();
+    expect(s3.chunks).toBe(0);
+    const [i1, i2, i3] = await Promise.all([s1.persisted, s2.persisted, s3.persisted]);
+    expect(i1.chunks).toBe(32);
+    expect(i1.rawBytes).toBe(32 * 65536);
+    expect(i1.full).toBe(true);
+    expect(i2.chunks).toBe(3);
+    expect(i2.pages).toBe(48);
+    expect(i3.chunks).toBe(0);
+    // 32 identical chunks of 0x01 dedup to one blob, plus the three rewritten chunks.
+    expect(store.stats().blobs).toBe(4);
+    store.close();
+  });
+
+  it('continues the history after a restore: the restored snapshot is the parent', async () => {
+    const region = Region.alloc(MiB);
+    const bytes = new Uint8Array(region.buffer);
+    bytes.fill(1);
+    const a = region.snapshot();
+    bytes.fill(2, 0, 1000);
+    const b = region.snapshot();
+    region.restore(a);
+    bytes.fill(3, 70_000, 80_000);
+    const c = region.snapshot();
+    expect(c.parent).toBe(a.id);
+    const expectC = bytes.slice();
+    region.restore(b);
+    expect(bytes[0]).toBe(2);
+    expect(bytes[70_000]).toBe(1);
+    region.restore(c);
+    expectBytesEqual(bytes, expectC);
+    await c.persisted;
+    region.close();
+  });
+
+  it('captures writes that race the background saver', async () => {
+    const size = 64 * MiB;
+    const region = Region.alloc(size);
+    const bytes = new Uint8Array(region.buffer);
+    fillPattern(bytes, 7);
+    const s = region.snapshot();
+    const frozen = bytes.slice();
+    // The saver walks from the start: write at the end first (not reached yet), then
+    // everywhere after some of it has been saved.
+    for (let off = size - 4 * MiB; off < size; off += 4096) bytes[off] ^= 0xff;
+    await new Promise((r) => setTimeout(r, 5));
+    for (let off = 0; off < size; off += 8192) bytes[off + 1] ^= 0x55;
+    const after = bytes.slice();
+    const st = region.stats();
+    expect(st.pagesCapturedOnFault).toBeGreaterThan(0);
+    expect(st.faults).toBeGreaterThan(0);
+    await s.persisted;
+    const t = region.snapshot();
+    region.restore(s);
+    expectBytesEqual(bytes, frozen, 'snapshot taken before the racing writes');
+    region.restore(t);
+    expectBytesEqual(bytes, after, 'snapshot taken after them');
+    region.close();
+  });
+
+  it('reports faults, pages captured, bytes and the last pause', async () => {
+    const region = Region.alloc(2 * MiB, { faultAround: 16 });
+    const bytes = new Uint8Array(region.buffer);
+    bytes.fill(9);
+    const s1 = region.snapshot();
+    await s1.persisted;
+    let st = region.stats();
+    expect(st.snapshots).toBe(1);
+    expect(st.pagesCapturedOnFault + st.pagesSavedInBackground).toBe(512);
+    expect(st.bytesCaptured).toBe(2 * MiB);
+    expect(st.lastPauseMs).toBeGreaterThan(0);
+    expect(st.lastPauseMs).toBeCloseTo(s1.pauseMs, 6);
+    const faultsBefore = st.faults;
+    // One write per chunk: 16-page fault-around means exactly one fault per chunk.
+    for (let c = 0; c < 8; c++) bytes[c * 65536 + 100] = 1;
+    st = region.stats();
+    expect(st.faults - faultsBefore).toBe(8);
+    // Writing the same chunks again costs nothing.
+    for (let c = 0; c < 8; c++) bytes[c * 65536 + 200] = 1;
+    expect(region.stats().faults - faultsBefore).toBe(8);
+    const s2 = region.snapshot();
+    expect(s2.chunks).toBe(8);
+    await s2.persisted;
+    region.close();
+  });
+
+  it('fault-around of one page traps once per page', () => {
+    const region = Region.alloc(MiB, { faultAround: 1 });
+    const bytes = new Uint8Array(region.buffer);
+    bytes.fill(1);
+    region.snapshot();
+    const before = region.stats().faults;
+    for (let p = 0; p < 32; p++) bytes[p * 4096] = 2;
+    expect(region.stats().faults - before).toBe(32);
+    region.close();
+  });
+});
+
+describe('bad input', () => {
+  it('rejects bad sizes with INVALID_ARGUMENT', () => {
+    for (const size of [0, -1, 1.5, NaN, Infinity, 2 ** 60, '4096', undefined, null]) {
+      const err = expectCode(() => Region.alloc(size as number), 'INVALID_ARGUMENT');
+      expect(err.message).toMatch(/size/);
+    }
+  });
+
+  it('rejects unknown options and bad fault-around', () => {
+    expectCode(() => Region.alloc(MiB, { faultaround: 4 } as never), 'INVALID_ARGUMENT');
+    expectCode(() => Region.alloc(MiB, { faultAround: 3 }), 'INVALID_ARGUMENT');
+    expectCode(() => Region.alloc(MiB, { faultAround: 1024 }), 'INVALID_ARGUMENT');
+    expectCode(() => Region.alloc(MiB, { name: '' }), 'INVALID_ARGUMENT');
+  });
+
+  it('rounds sizes up to 64 KiB', () => {
+    const r = Region.alloc(5000);
+    expect(r.size).toBe(65536);
+    expect(r.buffer.byteLength).toBe(65536);
+    r.close();
+  });
+
+  it('throws NOT_FOUND for an unknown snapshot id and CLOSED after close', () => {
+    const region = Region.alloc(MiB);
+    expectCode(() => region.restore(12345), 'NOT_FOUND');
+    expectCode(() => region.restore(-1), 'INVALID_ARGUMENT');
+    expectCode(() => region.restore('1' as never), 'INVALID_ARGUMENT');
+    const bytes = new Uint8Array(region.buffer);
+    const s = region.snapshot();
+    region.close();
+    region.close();  // idempotent
+    expect(bytes.length).toBe(0);  // views are detached, not dangling
+    expectCode(() => region.snapshot(), 'CLOSED');
+    expectCode(() => region.restore(s), 'CLOSED');
+    expectCode(() => region.stats(), 'CLOSED');
+    expectCode(() => region.buffer, 'CLOSED');
+  });
+
+  it('refuses a snapshot of another region and a second open region of the same name', async () => {
+    const store = Store.open(':memory:');
+    const a = Region.alloc(MiB, { store, name: 'a' });
+    const b = Region.alloc(MiB, { store, name: 'b' });
+    const sa = a.snapshot();
+    expectCode(() => b.restore(sa), 'REGION_MISMATCH');
+    expectCode(() => Region.alloc(MiB, { store, name: 'a' }), 'REGION_IN_USE');
+    await sa.persisted;
+    store.close();
+    expectCode(() => a.snapshot(), 'CLOSED');
+  });
+});
