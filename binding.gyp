@@ -22,6 +22,21 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags": ["-O2", "-fvisibility=hidden"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    },
+    {
+      "target_name": "usnap_bench",
+      "sources": [
+        "native/bench/addon.cc",
+        "native/bench/baselines.cc",
+        "native/bench/util.cc",
+        "native/lz4_sources.c"
+      ],
+      "include_dirs": ["<(napi_include)", "<(lz4_lib)"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "XXH_NAMESPACE=USNAP_BENCH_"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags": ["-O2", "-fvisibility=hidden"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
     }
   ]
 }
