@@ -67,6 +67,11 @@ export function fromNative(err: unknown, context: string): SnapshotError {
       return new SnapshotError('INVALID_ARGUMENT', msg, { cause: err });
     case 'CLOSED':
       return new SnapshotError('CLOSED', msg, { cause: err });
+    case 'MOVED':
+      return new SnapshotError('REGION_MISMATCH', msg, {
+        hint: 'Give the WebAssembly.Memory a `maximum` so the engine reserves its address range and grows it in place.',
+        cause: err,
+      });
     case 'NOMEM':
       return new SnapshotError('ENOMEM', msg, { cause: err });
     default:

@@ -80,6 +80,7 @@ export interface Addon {
   region_prepare_rollback(h: RegionHandle): Uint32Array;
   region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources): Uint32Array;
   region_stats(h: RegionHandle): NativeRegionStats;
+  region_grow(h: RegionHandle, view: Uint8Array): void;
   region_close(h: RegionHandle): void;
   sink_open(): number;
   sink_drain(sink: number, maxBytes: number, waitMs: number): NativeBatch;

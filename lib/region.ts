@@ -75,12 +75,13 @@ export class Region {
   private handle: RegionHandle | undefined;
   private readonly key: number;
   private readonly ownsStore: boolean;
-  private readonly _buffer: ArrayBuffer | SharedArrayBuffer;
+  private readonly _buffer: ArrayBuffer | SharedArrayBuffer | undefined;
+  private readonly memory: WebAssembly.Memory | undefined;
   private _size: number;
   private _head: number | null = null;
   private _ready: Promise<void> = Promise.resolve();
 
-  private constructor(init: { size: number; store?: Store; name?: string; faultAround: number; memory?: Uint8Array }) {
+  private constructor(init: { size: number; store?: Store; name?: string; faultAround: number; memory?: WebAssembly.Memory }) {
     this.ownsStore = !init.store;
     this.store = init.store ?? Store.open(':memory:');
     if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
@@ -98,14 +99,15 @@ export class Region {
         faultAroundPages: init.faultAround,
         sink: this.store.sink,
         regionKey: this.key,
-        ...(init.memory ? { memory: init.memory } : {}),
+        ...(init.memory ? { memory: new Uint8Array(init.memory.buffer) } : {}),
       });
     } catch (err) {
       this.store._detachRegion(this.name);
       if (this.ownsStore) this.store.close();
       throw fromNative(err, `cannot create region "${this.name}" of ${init.size} bytes`);
     }
-    this._buffer = init.memory ? (init.memory.buffer as ArrayBuffer | SharedArrayBuffer) : native().region_buffer(this.handle)!;
+    this.memory = init.memory;
+    this._buffer = init.memory ? undefined : native().region_buffer(this.handle)!;
   }
 
   /** Maps `size` bytes of zero-filled memory (rounded up to 64 KiB). */
@@ -129,9 +131,9 @@ export class Region {
     if (!(memory instanceof WebAssembly.Memory)) throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
     checkOptions(opts, OPTION_KEYS, 'Region.attach');
     checkName(opts.name);
-    const view = new Uint8Array(memory.buffer);
-    if (view.byteLength === 0) throw new SnapshotError('INVALID_ARGUMENT', 'the WebAssembly.Memory has no pages', { hint: 'Grow it to at least one page first.' });
-    return new Region({ size: view.byteLength, store: opts.store, name: opts.name, faultAround: checkFaultAround(opts.faultAround), memory: view });
+    const size = memory.buffer.byteLength;
+    if (size === 0) throw new SnapshotError('INVALID_ARGUMENT', 'the WebAssembly.Memory has no pages', { hint: 'Grow it to at least one page first.' });
+    return new Region({ size, store: opts.store, name: opts.name, faultAround: checkFaultAround(opts.faultAround), memory });
   }
 
   /** A new region holding a stored snapshot. */
@@ -158,15 +160,30 @@ export class Region {
 
   private h(): RegionHandle {
     if (!this.handle) throw new SnapshotError('CLOSED', `region "${this.name}" is closed`);
+    if (this.memory && this.memory.buffer.byteLength !== this._size) this.trackGrowth(this.handle);
     return this.handle;
   }
 
-  /** The memory. Views over it become empty after close(). */
-  get buffer(): ArrayBuffer | SharedArrayBuffer {
-    this.h();
-    return this._buffer;
+  /** A WebAssembly.Memory grew since we last looked: its new pages join the region. */
+  private trackGrowth(h: RegionHandle): void {
+    try {
+      native().region_grow(h, new Uint8Array(this.memory!.buffer));
+    } catch (err) {
+      throw fromNative(err, `cannot track the growth of region "${this.name}"`);
+    }
+    this._size = this.memory!.buffer.byteLength;
   }
 
+  /**
+   * The memory. For an attached WebAssembly.Memory, its current buffer (which changes when
+   * it grows). Views over an allocated region's buffer become empty after close().
+   */
+  get buffer(): ArrayBuffer | SharedArrayBuffer {
+    this.h();
+    return this._buffer ?? this.memory!.buffer;
+  }
+
+  /** Bytes tracked; an attached memory's growth is picked up at the next call on the region. */
   get size(): number {
     return this._size;
   }

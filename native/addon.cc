@@ -248,6 +248,18 @@ Napi::Value RegionRollback(const Napi::CallbackInfo& info) {
   });
 }
 
+// region_grow(handle, view: Uint8Array over the whole grown memory)
+Napi::Value RegionGrow(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionHandle* h = GetRegion(env, info[0]);
+    Napi::Uint8Array view = info[1].As<Napi::Uint8Array>();
+    if (view.Data() != h->region->base())
+      throw NativeError(env, "MOVED", "the memory moved when it grew; it cannot be tracked in place");
+    h->region->Grow(view.ByteLength());
+    return env.Undefined();
+  });
+}
+
 Napi::Value RegionStatsFn(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     RegionStats s = GetRegion(env, info[0])->region->Stats();
@@ -460,6 +472,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("region_snapshot", Napi::Function::New(env, RegionSnapshot, "region_snapshot"));
   exports.Set("region_prepare_rollback", Napi::Function::New(env, RegionPrepareRollback, "region_prepare_rollback"));
   exports.Set("region_rollback", Napi::Function::New(env, RegionRollback, "region_rollback"));
+  exports.Set("region_grow", Napi::Function::New(env, RegionGrow, "region_grow"));
   exports.Set("region_stats", Napi::Function::New(env, RegionStatsFn, "region_stats"));
   exports.Set("region_close", Napi::Function::New(env, RegionClose, "region_close"));
   exports.Set("sink_open", Napi::Function::New(env, SinkOpen, "sink_open"));

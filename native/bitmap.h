@@ -8,6 +8,10 @@ class Bitmap {
  public:
   explicit Bitmap(size_t n = 0) : n_(n), words_((n + 63) / 64, 0) {}
   size_t size() const { return n_; }
+  void Resize(size_t n) {
+    n_ = n;
+    words_.resize((n + 63) / 64, 0);
+  }
   bool Test(size_t i) const { return (words_[i >> 6] >> (i & 63)) & 1; }
   void Set(size_t i) { words_[i >> 6] |= uint64_t{1} << (i & 63); }
   void SetRange(size_t begin, size_t end) {

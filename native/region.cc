@@ -383,6 +383,21 @@ std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) 
   return {};
 }
 
+void Region::Grow(size_t newSize) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) throw std::logic_error("region is closed");
+  if (newSize % kChunkSize != 0) throw std::invalid_argument("new size must be a multiple of 64 KiB");
+  if (newSize <= size_) return;
+  uffd_->Register(base_ + size_, newSize - size_, UFFDIO_REGISTER_MODE_WP);
+  const size_t oldPages = nPages_;
+  size_ = newSize;
+  nPages_ = newSize / kPageSize;
+  nChunks_ = newSize / kChunkSize;
+  written_.Resize(nPages_);
+  pendingSnap_.resize(nChunks_, 0);
+  if (tracking_) written_.SetRange(oldPages, nPages_);
+}
+
 RegionStats Region::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   RegionStats s = stats_;

@@ -97,6 +97,9 @@ class Region {
   // written since PrepareRollback that `sources` lacks (nothing changed then; call again).
   std::vector<uint32_t> Rollback(const std::vector<ChunkSource>& sources);
   RegionStats Stats();
+  // The memory grew in place (WebAssembly.Memory.grow): track the new pages too. They were
+  // writable untracked, so the next snapshot saves them.
+  void Grow(size_t newSize);
   // Finishes captures in flight, stops the threads and unregisters. Idempotent.
   void Close();
 
