@@ -10,6 +10,7 @@
         "native/addon.cc",
         "native/codec.cc",
         "native/fault_handler.cc",
+        "native/page_source.cc",
         "native/region.cc",
         "native/saver.cc",
         "native/sink.cc",

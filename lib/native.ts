@@ -63,6 +63,24 @@ export interface NativeBlob {
   bytes: Buffer;
 }
 
+/** Encoded chunks as parallel arrays; chunk i's bytes are data[offset[i], offset[i+1]). */
+export interface NativeChunkArrays {
+  chunk: Uint32Array;
+  codec: Uint8Array;
+  rawLen: Uint32Array;
+  hash: BigInt64Array;
+  offset: Uint32Array;
+  data: Uint8Array;
+}
+
+export interface NativeSourceStats {
+  open: boolean;
+  dataChunks?: number;
+  dataPresent?: number;
+  ready?: boolean;
+  corrupt?: string;
+}
+
 declare const regionHandleBrand: unique symbol;
 export type RegionHandle = { readonly [regionHandleBrand]: true };
 
@@ -74,7 +92,16 @@ export interface Addon {
     sink: number;
     regionKey: number;
     memory?: Uint8Array;
+    restore?: { label: string };
   }): RegionHandle;
+  region_source(h: RegionHandle): number;
+  source_set_plan(source: number, hasData: Uint8Array): void;
+  source_stage(source: number, chunks: NativeChunkArrays): void;
+  source_start_prefetch(source: number): void;
+  source_next(source: number, max: number, waitMs: number): Uint32Array;
+  source_supply(source: number, chunks: NativeChunkArrays): boolean;
+  source_wait_ready(source: number, timeoutMs: number): boolean;
+  source_stats(source: number): NativeSourceStats;
   region_buffer(h: RegionHandle): ArrayBuffer | undefined;
   region_snapshot(h: RegionHandle, snapId: number, meta: string): NativeSnapshotResult;
   region_prepare_rollback(h: RegionHandle): Uint32Array;

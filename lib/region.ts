@@ -80,8 +80,10 @@ export class Region {
   private _size: number;
   private _head: number | null = null;
   private _ready: Promise<void> = Promise.resolve();
+  /** The page source id while a lazy restore may still have missing chunks. */
+  private source = 0;
 
-  private constructor(init: { size: number; store?: Store; name?: string; faultAround: number; memory?: WebAssembly.Memory }) {
+  private constructor(init: { size: number; store?: Store; name?: string; faultAround: number; memory?: WebAssembly.Memory; restoreLabel?: string }) {
     this.ownsStore = !init.store;
     this.store = init.store ?? Store.open(':memory:');
     if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
@@ -100,6 +102,7 @@ export class Region {
         sink: this.store.sink,
         regionKey: this.key,
         ...(init.memory ? { memory: new Uint8Array(init.memory.buffer) } : {}),
+        ...(init.restoreLabel ? { restore: { label: init.restoreLabel } } : {}),
       });
     } catch (err) {
       this.store._detachRegion(this.name);
@@ -136,7 +139,12 @@ export class Region {
     return new Region({ size, store: opts.store, name: opts.name, faultAround: checkFaultAround(opts.faultAround), memory });
   }
 
-  /** A new region holding a stored snapshot. */
+  /**
+   * A new region holding a stored snapshot. Returns before reading any page: each chunk is
+   * read, decoded and copied in on first touch, and a background reader fetches the rest;
+   * `ready` resolves when all of it is in memory. The region's next snapshot is incremental
+   * against the restored one.
+   */
   static restore(store: Store, opts: RestoreOptions): Region {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
     checkOptions(opts, ['name', 'snapshot', 'faultAround'], 'Region.restore');
@@ -148,13 +156,24 @@ export class Region {
         hint: `Pass name: "${info.name}".`,
       });
     }
-    const region = new Region({ size: info.size, store, name: opts.name, faultAround: checkFaultAround(opts.faultAround) });
-    try {
-      region.restore(id!);
-    } catch (err) {
-      region.close();
-      throw err;
+    const faultAround = checkFaultAround(opts.faultAround);
+    if (store._hasUnpersistedHistory(id!)) {
+      // Part of its history exists only in this process's memory: copy it in eagerly.
+      const region = new Region({ size: info.size, store, name: opts.name, faultAround });
+      try {
+        region.restore(id!);
+      } catch (err) {
+        region.close();
+        throw err;
+      }
+      return region;
     }
+    const label = `store ${store.path}, region "${opts.name}", snapshot ${id}`;
+    const region = new Region({ size: info.size, store, name: opts.name, faultAround, restoreLabel: label });
+    region._head = id!;
+    region.source = native().region_source(region.handle!);
+    region._ready = store._fillLazily(region.source, id!, info.size / CHUNK_SIZE, label);
+    region._ready.then(() => (region.source = 0), () => {});
     return region;
   }
 
@@ -261,6 +280,7 @@ export class Region {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} holds ${info.size} bytes; region "${this.name}" has only ${this._size}`);
     }
     const addon = native();
+    if (this.source) this.waitUntilRestored();
     try {
       const want = this.store._changedBetween(this._head, id);
       for (const c of addon.region_prepare_rollback(h)) want.add(c);
@@ -275,6 +295,21 @@ export class Region {
       throw fromNative(err, `restore of snapshot ${id} into region "${this.name}" failed`);
     }
     this._head = id;
+  }
+
+  /** Blocks until a lazy restore has every data chunk in memory (rolling back needs it). */
+  private waitUntilRestored(): void {
+    const addon = native();
+    while (!addon.source_wait_ready(this.source, 1000)) {
+      if (!addon.source_stats(this.source).open) break;
+    }
+    const corrupt = addon.source_stats(this.source).corrupt;
+    if (corrupt) {
+      throw new SnapshotError('STORE_CORRUPT', `region "${this.name}" could not be fully restored: ${corrupt}`, {
+        hint: 'Run `usnap verify` on the store.',
+      });
+    }
+    this.source = 0;
   }
 
   stats(): RegionStats {

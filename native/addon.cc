@@ -66,6 +66,47 @@ std::shared_ptr<Sink> FindSink(Napi::Env env, const Napi::Value& v) {
   return it->second;
 }
 
+// ---- page sources of restored regions: process-wide, so a reader in a worker can supply ----
+
+std::mutex gSourcesMu;
+std::map<uint32_t, std::shared_ptr<PageSource>> gSources;
+uint32_t gNextSourceId = 1;
+
+std::shared_ptr<PageSource> FindSource(Napi::Env env, const Napi::Value& v) {
+  std::lock_guard<std::mutex> lock(gSourcesMu);
+  auto it = gSources.find(v.As<Napi::Number>().Uint32Value());
+  if (it == gSources.end()) throw NativeError(env, "CLOSED", "the restored region is closed");
+  return it->second;
+}
+
+// Encoded chunks passed as parallel arrays: { chunk, codec, rawLen, hash, offset, data }.
+struct ChunkArrays {
+  Napi::Uint32Array chunk;
+  Napi::Uint8Array codec;
+  Napi::Uint32Array rawLen;
+  const uint64_t* hash;
+  Napi::Uint32Array offset;
+  Napi::Uint8Array data;
+  size_t n;
+  explicit ChunkArrays(Napi::Env env, const Napi::Object& o)
+      : chunk(o.Get("chunk").As<Napi::Uint32Array>()),
+        codec(o.Get("codec").As<Napi::Uint8Array>()),
+        rawLen(o.Get("rawLen").As<Napi::Uint32Array>()),
+        offset(o.Get("offset").As<Napi::Uint32Array>()),
+        data(o.Get("data").As<Napi::Uint8Array>()),
+        n(chunk.ElementLength()) {
+    Napi::TypedArray h = o.Get("hash").As<Napi::TypedArray>();
+    hash = reinterpret_cast<const uint64_t*>(static_cast<uint8_t*>(h.ArrayBuffer().Data()) + h.ByteOffset());
+    if (codec.ElementLength() != n || rawLen.ElementLength() != n || h.ElementLength() != n ||
+        offset.ElementLength() != n + 1 || offset[n] > data.ByteLength())
+      throw NativeError(env, "INVALID", "chunk arrays differ in length");
+    for (size_t i = 0; i < n; i++)
+      if (offset[i] > offset[i + 1]) throw NativeError(env, "INVALID", "chunk offsets go backwards");
+  }
+  const uint8_t* bytes(size_t i) const { return data.Data() + offset[i]; }
+  size_t len(size_t i) const { return offset[i + 1] - offset[i]; }
+};
+
 // ---- regions: owned by the JS handle, closed by the environment's cleanup hook at exit ----
 
 struct RegionHandle;
@@ -75,12 +116,18 @@ struct EnvData {
 
 struct RegionHandle {
   std::unique_ptr<Region> region;
+  uint32_t sourceId = 0;
   std::shared_ptr<Mapping> mapping;  // null when the memory belongs to someone else (attach)
   Napi::Reference<Napi::ArrayBuffer> buffer;
   EnvData* envData = nullptr;
 
   void Close() {
     if (region) region->Close();
+    if (sourceId) {
+      std::lock_guard<std::mutex> lock(gSourcesMu);
+      gSources.erase(sourceId);
+      sourceId = 0;
+    }
   }
 };
 
@@ -138,6 +185,11 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
     ro.faultAroundPages = opts.Get("faultAroundPages").As<Napi::Number>().Uint32Value();
     ro.regionKey = opts.Get("regionKey").As<Napi::Number>().Uint32Value();
     ro.sink = FindSink(env, opts.Get("sink"));
+    Napi::Value restore = opts.Get("restore");
+    if (restore.IsObject()) {
+      ro.restore = true;
+      ro.restoreLabel = restore.As<Napi::Object>().Get("label").As<Napi::String>().Utf8Value();
+    }
     Napi::Value memory = opts.Get("memory");
     if (memory.IsTypedArray()) {
       Napi::Uint8Array view = memory.As<Napi::Uint8Array>();
@@ -149,6 +201,11 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
       ro.base = handle->mapping->base();
     }
     handle->region = std::make_unique<Region>(ro);
+    if (handle->region->source()) {
+      std::lock_guard<std::mutex> lock(gSourcesMu);
+      handle->sourceId = gNextSourceId++;
+      gSources[handle->sourceId] = handle->region->source();
+    }
     if (handle->mapping) {
       // The ArrayBuffer co-owns the mapping: memory stays valid for as long as JS can reach it.
       auto* owner = new std::shared_ptr<Mapping>(handle->mapping);
@@ -287,7 +344,7 @@ Napi::Value RegionClose(const Napi::CallbackInfo& info) {
     if (!info[0].IsExternal()) throw NativeError(env, "INVALID", "not a region handle");
     RegionHandle* h = info[0].As<Napi::External<RegionHandle>>().Data();
     if (!h->region) return env.Undefined();
-    h->region->Close();
+    h->Close();
     h->region.reset();
     if (!h->buffer.IsEmpty()) {
       // Detach first: views over the buffer become empty instead of pointing at unmapped memory.
@@ -298,6 +355,95 @@ Napi::Value RegionClose(const Napi::CallbackInfo& info) {
     if (h->mapping) h->mapping->Unmap();
     h->mapping.reset();
     return env.Undefined();
+  });
+}
+
+Napi::Value RegionSource(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    return Napi::Number::New(env, GetRegion(env, info[0])->sourceId);
+  });
+}
+
+Napi::Value SourceSetPlan(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = FindSource(env, info[0]);
+    Napi::Uint8Array plan = info[1].As<Napi::Uint8Array>();
+    src->SetPlan(std::vector<uint8_t>(plan.Data(), plan.Data() + plan.ByteLength()));
+    return env.Undefined();
+  });
+}
+
+Napi::Value SourceStage(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = FindSource(env, info[0]);
+    ChunkArrays a(env, info[1].As<Napi::Object>());
+    for (size_t i = 0; i < a.n; i++) {
+      auto blob = std::make_shared<Blob>();
+      blob->codec = static_cast<Codec>(a.codec[i]);
+      blob->rawLen = a.rawLen[i];
+      blob->hash = a.hash[i];
+      blob->bytes.assign(a.bytes(i), a.bytes(i) + a.len(i));
+      src->Stage(a.chunk[i], std::move(blob));
+    }
+    return env.Undefined();
+  });
+}
+
+Napi::Value SourceStartPrefetch(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    FindSource(env, info[0])->StartPrefetch();
+    return env.Undefined();
+  });
+}
+
+Napi::Value SourceNext(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = FindSource(env, info[0]);
+    return ToUint32Array(env, src->NextToFetch(info[1].As<Napi::Number>().Uint32Value(), info[2].As<Napi::Number>().Int32Value()));
+  });
+}
+
+Napi::Value SourceSupply(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src;
+    {
+      std::lock_guard<std::mutex> lock(gSourcesMu);
+      auto it = gSources.find(info[0].As<Napi::Number>().Uint32Value());
+      if (it == gSources.end()) return Napi::Boolean::New(env, false);
+      src = it->second;
+    }
+    ChunkArrays a(env, info[1].As<Napi::Object>());
+    for (size_t i = 0; i < a.n; i++) {
+      if (!src->Supply(a.chunk[i], static_cast<Codec>(a.codec[i]), a.rawLen[i], a.hash[i], a.bytes(i), a.len(i)))
+        return Napi::Boolean::New(env, false);
+    }
+    return Napi::Boolean::New(env, true);
+  });
+}
+
+Napi::Value SourceWaitReady(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = FindSource(env, info[0]);
+    return Napi::Boolean::New(env, src->WaitReady(info[1].As<Napi::Number>().Int32Value()));
+  });
+}
+
+Napi::Value SourceStatsFn(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    std::shared_ptr<PageSource> src;
+    {
+      std::lock_guard<std::mutex> lock(gSourcesMu);
+      auto it = gSources.find(info[0].As<Napi::Number>().Uint32Value());
+      if (it != gSources.end()) src = it->second;
+    }
+    o.Set("open", !!src);
+    if (!src) return o;
+    o.Set("dataChunks", Napi::Number::New(env, static_cast<double>(src->dataChunks())));
+    o.Set("dataPresent", Napi::Number::New(env, static_cast<double>(src->dataPresent())));
+    o.Set("ready", src->ready());
+    o.Set("corrupt", src->corrupt());
+    return o;
   });
 }
 
@@ -475,6 +621,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("region_grow", Napi::Function::New(env, RegionGrow, "region_grow"));
   exports.Set("region_stats", Napi::Function::New(env, RegionStatsFn, "region_stats"));
   exports.Set("region_close", Napi::Function::New(env, RegionClose, "region_close"));
+  exports.Set("region_source", Napi::Function::New(env, RegionSource, "region_source"));
+  exports.Set("source_set_plan", Napi::Function::New(env, SourceSetPlan, "source_set_plan"));
+  exports.Set("source_stage", Napi::Function::New(env, SourceStage, "source_stage"));
+  exports.Set("source_start_prefetch", Napi::Function::New(env, SourceStartPrefetch, "source_start_prefetch"));
+  exports.Set("source_next", Napi::Function::New(env, SourceNext, "source_next"));
+  exports.Set("source_supply", Napi::Function::New(env, SourceSupply, "source_supply"));
+  exports.Set("source_wait_ready", Napi::Function::New(env, SourceWaitReady, "source_wait_ready"));
+  exports.Set("source_stats", Napi::Function::New(env, SourceStatsFn, "source_stats"));
   exports.Set("sink_open", Napi::Function::New(env, SinkOpen, "sink_open"));
   exports.Set("sink_drain", Napi::Function::New(env, SinkDrain, "sink_drain"));
   exports.Set("sink_release", Napi::Function::New(env, SinkRelease, "sink_release"));

@@ -109,7 +109,14 @@ Region::Region(const RegionOptions& opts)
     uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED;
     if (probe.features & UFFD_FEATURE_EVENT_REMOVE) want |= UFFD_FEATURE_EVENT_REMOVE;
     uffd_ = std::make_unique<Userfaultfd>(want);
-    uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_WP);
+    if (opts.restore) {
+      // Tracked from the start: every page the source copies in arrives write-protected.
+      uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
+      source_ = std::make_shared<PageSource>(uffd_.get(), base_, nChunks_, opts.restoreLabel);
+      tracking_ = true;
+    } else {
+      uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_WP);
+    }
     handler_ = std::make_unique<FaultHandler>(this, uffd_->fd());
     saver_ = std::make_unique<Saver>(this);
   } catch (...) {
@@ -158,6 +165,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) throw std::logic_error("region is closed");
+    MergeZeroServedLocked();
     if (!tracking_ || baselineBroken_) {
       r.chunks = ProtectAllAndListPopulated();
       tracking_ = true;
@@ -208,8 +216,13 @@ void Region::OnWriteFault(uintptr_t addr) {
     stats_.wpFaults++;
     if (addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) return;
     const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
-    const size_t g0 = page & ~static_cast<size_t>(faultAround_ - 1);
-    const size_t g1 = std::min(g0 + faultAround_, nPages_);
+    size_t g0 = page & ~static_cast<size_t>(faultAround_ - 1);
+    size_t g1 = std::min(g0 + faultAround_, nPages_);
+    if (source_ && !source_->ready()) {
+      // Chunks still missing must not be captured or unprotected: keep to the faulting one.
+      g0 = std::max(g0, page / kPagesPerChunk * kPagesPerChunk);
+      g1 = std::min(g1, (page / kPagesPerChunk + 1) * kPagesPerChunk);
+    }
     for (size_t c = g0 / kPagesPerChunk; c <= (g1 - 1) / kPagesPerChunk; c++) {
       if (pendingSnap_[c]) {
         CaptureLocked(static_cast<uint32_t>(c));
@@ -225,6 +238,10 @@ void Region::OnWriteFault(uintptr_t addr) {
 }
 
 void Region::OnMissingFault(uintptr_t addr) {
+  if (source_) {
+    source_->OnMissingFault(addr);  // never takes mu_: holders of mu_ may be waiting on this
+    return;
+  }
   // Alloc'd regions are not registered for missing faults; serve zeros so no thread can hang.
   std::lock_guard<std::mutex> lock(mu_);
   stats_.missingFaults++;
@@ -315,6 +332,7 @@ std::vector<uint32_t> Region::PrepareRollback() {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
   FlushLocked();
+  MergeZeroServedLocked();
   if (!tracking_) {
     std::vector<uint32_t> all(nChunks_);
     for (uint32_t c = 0; c < nChunks_; c++) all[c] = c;
@@ -327,6 +345,7 @@ std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) 
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
   FlushLocked();
+  MergeZeroServedLocked();
   Bitmap covered(nChunks_);
   for (const ChunkSource& s : sources) {
     if (s.chunk >= nChunks_) throw std::out_of_range("chunk index beyond the region");
@@ -360,6 +379,12 @@ std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) 
         const ChunkSource& s = *order[k];
         uint8_t* dst = ChunkAddr(s.chunk);
         if (s.rawLen != kChunkSize) throw CorruptError("chunk is not 64 KiB");
+        if (source_ && !source_->IsPresent(s.chunk)) {
+          // Never materialized: fill it with the target contents directly.
+          thread_local std::vector<uint8_t> scratch(kChunkSize);
+          if (s.codec != Codec::kZero) Decode(s.codec, s.rawLen, s.bytes, s.len, scratch.data());
+          if (source_->FillForRollback(s.chunk, s.codec == Codec::kZero ? nullptr : scratch.data())) continue;
+        }
         // Reading an untouched page maps the shared zero page: no memory is spent on zeros.
         if (s.codec == Codec::kZero && IsZero(dst, kChunkSize)) continue;
         Decode(s.codec, s.rawLen, s.bytes, s.len, dst);
@@ -422,6 +447,7 @@ void Region::Close() {
     if (tracking_) uffd_->WriteProtect(base_, size_, false);  // wakes any writer still blocked
   }
   handler_.reset();
+  if (source_) source_->Close();
   try {
     uffd_->Unregister(base_, size_);
   } catch (const SysError&) {

@@ -11,6 +11,7 @@
 
 #include "bitmap.h"
 #include "codec.h"
+#include "page_source.h"
 #include "sink.h"
 #include "uffd.h"
 
@@ -27,6 +28,8 @@ struct RegionOptions {
   uint8_t* base = nullptr;         // page-aligned memory the caller keeps mapped beyond Close()
   uint32_t regionKey = 0;          // the store's id for this region, carried to the writer
   std::shared_ptr<Sink> sink;
+  bool restore = false;            // filled lazily from a snapshot: missing pages fault to a PageSource
+  std::string restoreLabel;        // names the store, region and snapshot in fatal messages
 };
 
 struct RegionStats {
@@ -89,6 +92,7 @@ class Region {
   uint8_t* base() const { return base_; }
   size_t size() const { return size_; }
   size_t chunkCount() const { return nChunks_; }
+  const std::shared_ptr<PageSource>& source() const { return source_; }
 
   SnapshotResult Snapshot(uint64_t snapId, std::string meta);
   // Captures every pending chunk now and returns the chunks written since the head snapshot.
@@ -129,6 +133,9 @@ class Region {
   void FlushLocked();
   std::vector<uint32_t> ProtectAllAndListPopulated();
   std::vector<uint32_t> WrittenChunksLocked() const;
+  void MergeZeroServedLocked() {
+    if (source_) source_->TakeZeroServed(&written_, kPagesPerChunk);
+  }
   bool HasSaveWorkLocked() const { return !rawQueue_.empty() || !inflight_.empty(); }
 
   uint8_t* base_ = nullptr;
@@ -151,6 +158,7 @@ class Region {
   std::deque<RawCapture> rawQueue_;
   RegionStats stats_;
 
+  std::shared_ptr<PageSource> source_;
   std::unique_ptr<FaultHandler> handler_;
   std::unique_ptr<Saver> saver_;
 };

@@ -9,6 +9,8 @@ import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from '
 import { SnapshotError, fromNative, invalidArgument } from '../lib/errors';
 import { CHUNK_SIZE, native, packageRoot, type NativeRollbackSources } from '../lib/native';
 import { CODEC, initSchema, pragmas } from './schema';
+import type { ReaderJob, ReaderMessage } from './reader-worker';
+import { BlobReader, buildPlan } from './restore-plan';
 import { StoreWriter, batchIsEmpty, type SnapshotMeta, type WriteResult } from './writer';
 import type { WriterMessage } from './writer-worker';
 
@@ -161,6 +163,10 @@ export class Store {
   private mainWriter: StoreWriter | undefined;
   private pumping = false;
   private readonly batchBytes: number;
+  // Lazy restores: a reader worker for files; in-memory stores stage blobs in native memory.
+  private reader: Worker | undefined;
+  private readerPort: MessagePort | undefined;
+  private readonly fills = new Map<number, { what: string; resolve: () => void; reject: (e: SnapshotError) => void }>();
 
   private constructor(file: string, opts: StoreOptions) {
     this.path = file;
@@ -356,8 +362,15 @@ export class Store {
     const merge = this.db.prepare(
       'INSERT OR IGNORE INTO chunks (snapshot_id, chunk, blob_id) SELECT ?, chunk, blob_id FROM chunks WHERE snapshot_id = ?',
     );
+    const recount = this.db.prepare(
+      `UPDATE snapshots SET chunks = (SELECT count(*) FROM chunks WHERE snapshot_id = @id),
+         raw_bytes = 65536 * (SELECT count(*) FROM chunks WHERE snapshot_id = @id),
+         stored_bytes = (SELECT coalesce(sum(b.size), 0) FROM chunks c JOIN blobs b ON b.id = c.blob_id WHERE c.snapshot_id = @id)
+       WHERE id = @id`,
+    );
     for (const child of children) {
       merge.run(child, id);
+      recount.run({ id: child });
       this.chunkSetCache.delete(child);
     }
     // A child of a full snapshot becomes full itself: absent chunks now mean zero there too.
@@ -492,6 +505,11 @@ export class Store {
     if (this.closed) return;
     for (const r of [...this.regions.values()]) (r as unknown as { close(): void }).close();
     this.finishWriter();
+    if (this.reader) {
+      this.readerPort!.close();
+      void this.reader.terminate();
+      this.reader = undefined;
+    }
     this.closed = true;
     native().sink_close(this.sink);
     if (!this.readonly) {
@@ -507,15 +525,20 @@ export class Store {
 
   // ---- used by Region ----
 
-  /** @internal Registers an open region; returns its key in the store. */
+  /** @internal Registers an open region; returns its key in the store (0 in a read-only store). */
   _attachRegion(link: RegionLink, size: number): number {
-    this.assertWritable();
+    this.assertOpen();
     if (this.regions.has(link.name)) {
       throw new SnapshotError('REGION_IN_USE', `a region named "${link.name}" is already open on this store`, {
         hint: 'Close it first, or give the new region another name.',
       });
     }
     let row = this.db.prepare('SELECT id FROM regions WHERE name = ?').get(link.name) as { id: number } | undefined;
+    if (this.readonly) {
+      // Restores work; snapshots are refused when they ask for an id.
+      this.regions.set(link.name, link);
+      return row?.id ?? 0;
+    }
     try {
       if (!row) {
         const id = this.db.prepare('INSERT INTO regions (name, size, created_at) VALUES (?, ?, ?)').run(link.name, size, Date.now()).lastInsertRowid;
@@ -667,6 +690,73 @@ export class Store {
     return src;
   }
 
+  /** @internal Whether any snapshot in `id`'s history is still only in memory. */
+  _hasUnpersistedHistory(id: number): boolean {
+    return this.ancestors(id).some((a) => this.inflight.has(a));
+  }
+
+  /**
+   * @internal Fills a lazily restored region from snapshot `id`: returns at once; the
+   * promise settles when every chunk holding data is in memory.
+   */
+  _fillLazily(source: number, id: number, chunks: number, label: string): Promise<void> {
+    const p = this.memory ? this.fillFromMemory(source, id, chunks, label) : this.fillFromReader(source, id, chunks);
+    p.catch(() => {});  // surfaces where `ready` is awaited
+    return p;
+  }
+
+  private fillFromMemory(source: number, id: number, chunks: number, label: string): Promise<void> {
+    const addon = native();
+    // Everything goes to native memory now: a fault must never need this thread.
+    const plan = buildPlan(this.db, id, chunks);
+    addon.source_set_plan(source, plan.hasData);
+    const reader = new BlobReader(this.db);
+    const data: number[] = [];
+    for (let c = 0; c < chunks; c++) if (plan.hasData[c]) data.push(c);
+    for (let i = 0; i < data.length; i += 1024) addon.source_stage(source, reader.read(plan, data.slice(i, i + 1024)));
+    addon.source_start_prefetch(source);
+    return new Promise((resolve, reject) => {
+      const poll = () => {
+        const st = addon.source_stats(source);
+        if (!st.open) return reject(new SnapshotError('CLOSED', `${label} was closed before it was fully restored`));
+        if (!st.ready) return void setTimeout(poll, 1);
+        if (st.corrupt) return reject(corruptRestore(label, st.corrupt));
+        resolve();
+      };
+      poll();
+    });
+  }
+
+  private fillFromReader(source: number, id: number, chunks: number): Promise<void> {
+    if (!this.reader) {
+      const { port1, port2 } = new MessageChannel();
+      this.readerPort = port1;
+      this.reader = new Worker(path.join(packageRoot, 'dist', 'store', 'reader-worker.js'), {
+        workerData: { path: this.path, port: port2 },
+        transferList: [port2],
+      });
+      port1.on('message', (m: ReaderMessage) => {
+        const f = this.fills.get(m.source);
+        this.fills.delete(m.source);
+        if (this.fills.size === 0) this.reader?.unref();
+        if (!f) return;
+        if (m.type === 'failed') f.reject(new SnapshotError('IO', `restore from ${this.path} failed: ${m.message}`));
+        else if (m.corrupt) f.reject(corruptRestore(f.what, m.corrupt));
+        else f.resolve();
+      });
+      port1.unref();
+      this.reader.on('error', (err) => {
+        for (const f of this.fills.values()) f.reject(new SnapshotError('INTERNAL', `store reader crashed: ${err.message}`, { cause: err }));
+        this.fills.clear();
+      });
+    }
+    this.reader.ref();
+    return new Promise((resolve, reject) => {
+      this.fills.set(source, { what: `snapshot ${id} in ${this.path}`, resolve, reject });
+      this.readerPort!.postMessage({ source, snapshot: id, chunks } satisfies ReaderJob);
+    });
+  }
+
   // ---- the writer ----
 
   private pumpWriter(): void {
@@ -778,6 +868,12 @@ export class Store {
     const pageSize = this.db.pragma('page_size', { simple: true }) as number;
     return { snapshots: s.snapshots, blobs: s.blobs, storedBytes: s.bytes, fileBytes: pageCount * pageSize, heldInMemory: native().sink_stats(this.sink).heldBytes };
   }
+}
+
+function corruptRestore(what: string, detail: string): SnapshotError {
+  return new SnapshotError('STORE_CORRUPT', `${what}: ${detail}`, {
+    hint: 'That chunk was not restored; the program stops if it touches it. Run `usnap verify` on the store.',
+  });
 }
 
 function checkBlob(codec: number, rawLen: number, hash: bigint, data: Buffer, size: number): string | null {

@@ -1,0 +1,312 @@
+#include "page_source.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "sys_error.h"
+
+PageSource::PageSource(Userfaultfd* uffd, uint8_t* base, size_t nChunks, std::string label)
+    : uffd_(uffd),
+      base_(base),
+      nChunks_(nChunks),
+      label_(std::move(label)),
+      state_(nChunks, kMissing),
+      hasData_(nChunks, 0),
+      staged_(nChunks),
+      zeroServed_(nChunks, 0),
+      faulted_(nChunks, 0),
+      corruptWhy_(nChunks) {}
+
+PageSource::~PageSource() { Close(); }
+
+void PageSource::SetPlan(const std::vector<uint8_t>& hasData) {
+  std::vector<uint32_t> zeroNow;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (planned_ || closed_) return;
+    planned_ = true;
+    for (size_t c = 0; c < nChunks_; c++) {
+      hasData_[c] = c < hasData.size() && hasData[c];
+      if (hasData_[c]) dataChunks_++;
+    }
+    // Faults that came before the plan on chunks that turn out to be zero.
+    std::deque<uint32_t> still;
+    for (uint32_t c : wanted_) {
+      if (hasData_[c]) {
+        still.push_back(c);
+      } else {
+        state_[c] = kFilling;
+        fillers_++;
+        zeroNow.push_back(c);
+      }
+    }
+    wanted_.swap(still);
+  }
+  cv_.notify_all();
+  for (uint32_t c : zeroNow) ServeZero(c);
+}
+
+void PageSource::Stage(uint32_t chunk, BlobPtr blob) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (chunk < nChunks_) staged_[chunk] = std::move(blob);
+}
+
+void PageSource::StartPrefetch() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!prefetch_.joinable() && !closed_) prefetch_ = std::thread([this] { PrefetchLoop(); });
+}
+
+void PageSource::PrefetchLoop() {
+  for (uint32_t c = 0; c < nChunks_; c++) {
+    BlobPtr blob;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return;
+      if (!hasData_[c] || state_[c] != kMissing || !staged_[c]) continue;
+      state_[c] = kFilling;
+      fillers_++;
+      blob = staged_[c];
+    }
+    Materialize(c, blob->codec, blob->rawLen, blob->hash, blob->bytes.data(), blob->bytes.size());
+  }
+}
+
+void PageSource::OnMissingFault(uintptr_t addr) {
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(base_);
+  if (addr < lo || addr >= lo + nChunks_ * kChunk) return;
+  const uint32_t c = static_cast<uint32_t>((addr - lo) / kChunk);
+  BlobPtr blob;
+  bool zero = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_[c] != kPresent) faulted_[c] = 1;
+    switch (state_[c]) {
+      case kPresent:
+        break;  // served meanwhile: the copy already woke the thread, but wake to be sure
+      case kCorrupt:
+        DieCorrupt(c);
+      case kWanted:
+      case kFetching:
+      case kFilling:
+        return;  // the copy in progress wakes it
+      case kMissing:
+        if (closed_) break;
+        if (planned_ && !hasData_[c]) {
+          zero = true;
+        } else if (staged_[c]) {
+          blob = staged_[c];
+        } else {
+          state_[c] = kWanted;
+          wanted_.push_back(c);
+          cv_.notify_all();
+          return;
+        }
+        state_[c] = kFilling;
+        fillers_++;
+        break;
+    }
+  }
+  if (zero)
+    ServeZero(c);
+  else if (blob)
+    Materialize(c, blob->codec, blob->rawLen, blob->hash, blob->bytes.data(), blob->bytes.size());
+  else
+    uffd_->Wake(ChunkAddr(c), kChunk);
+}
+
+std::vector<uint32_t> PageSource::NextToFetch(size_t max, int waitMs) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto hasWork = [&] {
+    if (closed_ || !wanted_.empty()) return true;
+    if (!planned_) return false;
+    while (cursor_ < nChunks_ && (!hasData_[cursor_] || state_[cursor_] != kMissing)) cursor_++;
+    return cursor_ < nChunks_;
+  };
+  if (waitMs > 0) cv_.wait_for(lock, std::chrono::milliseconds(waitMs), hasWork);
+  std::vector<uint32_t> out;
+  if (closed_) return out;
+  while (!wanted_.empty() && out.size() < max) {
+    uint32_t c = wanted_.front();
+    wanted_.pop_front();
+    if (state_[c] != kWanted) continue;
+    state_[c] = kFetching;
+    out.push_back(c);
+  }
+  if (!planned_) return out;
+  while (out.size() < max && hasWork() && !closed_ && cursor_ < nChunks_) {
+    state_[cursor_] = kFetching;
+    out.push_back(static_cast<uint32_t>(cursor_++));
+  }
+  return out;
+}
+
+bool PageSource::Supply(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes, size_t len) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return false;
+    if (c >= nChunks_ || state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt) return true;
+    state_[c] = kFilling;
+    fillers_++;
+  }
+  if (codec == Codec::kZero)
+    ServeZero(c);  // a data chunk that is zero in the store: the reader's plan knew better
+  else
+    Materialize(c, codec, rawLen, hash, bytes, len);
+  return true;
+}
+
+void PageSource::Materialize(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes,
+                             size_t len) {
+  thread_local std::vector<uint8_t> scratch(kChunk);
+  try {
+    if (rawLen != kChunk) throw CorruptError("chunk is not 64 KiB");
+    Verify(codec, rawLen, hash, bytes, len);
+    Decode(codec, rawLen, bytes, len, scratch.data());
+  } catch (const CorruptError& e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      corruptWhy_[c] = e.what();
+      if (corrupt_.empty()) corrupt_ = "chunk " + std::to_string(c) + ": " + e.what();
+    }
+    Finish(c, kCorrupt);
+    return;
+  }
+  try {
+    CopyIn(c, scratch.data());
+  } catch (const SysError& e) {
+    if (e.errnum() != ENOENT && e.errnum() != EINVAL) throw;  // the region is gone: nothing to serve
+  }
+  Finish(c, kPresent);
+}
+
+void PageSource::CopyIn(uint32_t c, const uint8_t* raw) {
+  uint8_t* dst = ChunkAddr(c);
+  if (uffd_->Copy(dst, raw, kChunk, true)) return;
+  // Some page is already there (a racing filler): copy the others one page at a time.
+  for (size_t off = 0; off < kChunk; off += 4096) uffd_->Copy(dst + off, raw + off, 4096, true, true);
+  uffd_->Wake(dst, kChunk);
+}
+
+void PageSource::ServeZero(uint32_t c) {
+  // UFFDIO_ZEROPAGE cannot map write-protected: map, protect, then wake the waiters. A thread
+  // that was not waiting could write in between without trapping; such a write shows in the
+  // contents, and then the chunk counts as written for the next snapshot.
+  bool written = false;
+  try {
+    uffd_->ZeroPage(ChunkAddr(c), kChunk, true);
+    uffd_->WriteProtect(ChunkAddr(c), kChunk, true);
+    written = !IsZero(ChunkAddr(c), kChunk);
+    uffd_->Wake(ChunkAddr(c), kChunk);
+  } catch (const SysError& e) {
+    if (e.errnum() != ENOENT && e.errnum() != EINVAL) throw;
+  }
+  if (written) {
+    std::lock_guard<std::mutex> lock(mu_);
+    zeroServed_[c] = 1;
+    anyZeroServed_ = true;
+  }
+  Finish(c, kPresent);
+}
+
+void PageSource::Finish(uint32_t c, State s) {
+  bool die;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hasData_[c] && state_[c] != kPresent && state_[c] != kCorrupt) dataDone_++;
+    state_[c] = s;
+    fillers_--;
+    // A thread blocked on this chunk would wait forever, and must never read wrong bytes.
+    die = s == kCorrupt && faulted_[c];
+  }
+  cv_.notify_all();
+  if (die) DieCorrupt(c);
+}
+
+void PageSource::DieCorrupt(uint32_t c) {
+  fprintf(stderr,
+          "uffd-snapshot: STORE_CORRUPT: %s: page %zu (chunk %u) cannot be restored: %s.\n"
+          "uffd-snapshot: stopping the process: a page that fails its checksum is never handed to the program.\n",
+          label_.c_str(), size_t{c} * (kChunk / 4096), c, corruptWhy_[c].c_str());
+  fflush(stderr);
+  abort();
+}
+
+bool PageSource::WaitReady(int timeoutMs) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, std::chrono::milliseconds(timeoutMs),
+                      [&] { return closed_ || (planned_ && dataDone_ == dataChunks_ && fillers_ == 0); });
+}
+
+bool PageSource::ready() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return planned_ && dataDone_ == dataChunks_;
+}
+
+std::string PageSource::corrupt() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return corrupt_;
+}
+
+size_t PageSource::dataChunks() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dataChunks_;
+}
+
+size_t PageSource::dataPresent() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dataDone_;
+}
+
+bool PageSource::IsPresent(uint32_t c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return c < nChunks_ && state_[c] == kPresent;
+}
+
+void PageSource::TakeZeroServed(Bitmap* written, size_t pagesPerChunk) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!anyZeroServed_) return;
+  for (size_t c = 0; c < nChunks_; c++) {
+    if (zeroServed_[c]) {
+      written->SetRange(c * pagesPerChunk, (c + 1) * pagesPerChunk);
+      zeroServed_[c] = 0;
+    }
+  }
+  anyZeroServed_ = false;
+}
+
+bool PageSource::FillForRollback(uint32_t c, const uint8_t* raw) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return state_[c] != kFilling && state_[c] != kFetching && state_[c] != kWanted; });
+    if (state_[c] == kPresent) return false;
+    // Missing (zero in the snapshot the region came from) or corrupt: replace it outright.
+    if (!raw) {
+      state_[c] = kMissing;  // stays unpopulated: it reads as zero
+      if (hasData_[c]) {
+        hasData_[c] = 0;
+        dataChunks_--;
+        dataDone_--;
+      }
+      return true;
+    }
+    if (hasData_[c] && state_[c] == kCorrupt) dataDone_--;
+    state_[c] = kFilling;
+    fillers_++;
+  }
+  CopyIn(c, raw);
+  Finish(c, kPresent);
+  return true;
+}
+
+void PageSource::Close() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return fillers_ == 0; });
+  }
+  if (prefetch_.joinable()) prefetch_.join();
+}

@@ -1,0 +1,91 @@
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bitmap.h"
+#include "codec.h"
+#include "uffd.h"
+
+// Serves a restored region's missing pages, a 64 KiB chunk at a time, with UFFDIO_COPY
+// (write-protected, so the region's next snapshot is incremental against the restored one).
+// Chunks come from blobs staged in memory (an in-memory store) or supplied by a reader
+// thread that owns its own store connection: nothing here waits on the JS main thread.
+// Chunks the snapshot holds as zero are left unpopulated until touched; a touched one gets
+// the shared zero page, write-protected like the rest.
+class PageSource {
+ public:
+  PageSource(Userfaultfd* uffd, uint8_t* base, size_t nChunks, std::string label);
+  ~PageSource();
+
+  // Which chunks hold data; until the plan is set every fault waits for the reader.
+  void SetPlan(const std::vector<uint8_t>& hasData);
+  void Stage(uint32_t chunk, BlobPtr blob);
+  // Materializes staged chunks on a background thread.
+  void StartPrefetch();
+
+  // Fault handler thread.
+  void OnMissingFault(uintptr_t addr);
+
+  // Reader thread: chunks to fetch, faulted ones first, then the rest in order.
+  std::vector<uint32_t> NextToFetch(size_t max, int waitMs);
+  // Returns false when the source is closed. A corrupt chunk is recorded (see corrupt()).
+  bool Supply(uint32_t chunk, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes, size_t len);
+
+  // Blocks until every data chunk is in memory (or corrupt, or closed). False on timeout.
+  bool WaitReady(int timeoutMs);
+  bool ready();
+  std::string corrupt();
+  size_t dataChunks();
+  size_t dataPresent();
+
+  // Region, under its own lock.
+  bool IsPresent(uint32_t chunk);
+  // Pages of zero chunks written while they were being mapped, since the last call.
+  void TakeZeroServed(Bitmap* writtenPages, size_t pagesPerChunk);
+  // Rollback into a missing chunk: copies `raw` (a decoded chunk, or nullptr for zero) in and
+  // returns true; returns false when the chunk is present and the caller must write it.
+  bool FillForRollback(uint32_t chunk, const uint8_t* raw);
+
+  void Close();
+
+ private:
+  enum State : uint8_t { kMissing, kWanted, kFetching, kFilling, kPresent, kCorrupt };
+  uint8_t* ChunkAddr(uint32_t c) const { return base_ + size_t{c} * kChunk; }
+  // Called with the chunk in kFilling, without the lock held.
+  void Materialize(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes, size_t len);
+  void CopyIn(uint32_t c, const uint8_t* raw);
+  void ServeZero(uint32_t c);
+  void Finish(uint32_t c, State s);
+  [[noreturn]] void DieCorrupt(uint32_t c);
+  void PrefetchLoop();
+
+  static constexpr size_t kChunk = 64 * 1024;
+  Userfaultfd* uffd_;
+  uint8_t* base_;
+  size_t nChunks_;
+  std::string label_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool planned_ = false;
+  bool closed_ = false;
+  std::vector<uint8_t> state_;
+  std::vector<uint8_t> hasData_;
+  std::vector<BlobPtr> staged_;
+  std::vector<uint8_t> zeroServed_;
+  std::vector<uint8_t> faulted_;  // a thread touched it before it was present
+  bool anyZeroServed_ = false;
+  std::deque<uint32_t> wanted_;
+  size_t cursor_ = 0;
+  size_t dataChunks_ = 0;
+  size_t dataDone_ = 0;  // present or corrupt
+  size_t fillers_ = 0;   // threads inside Materialize/ServeZero
+  std::string corrupt_;
+  std::vector<std::string> corruptWhy_;
+  std::thread prefetch_;
+};
