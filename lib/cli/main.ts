@@ -78,7 +78,7 @@ function describe(err: unknown, command: string | undefined): ErrorReport {
     const suggestion = lines.find((l) => l.startsWith('(Did you mean'));
     const message = lines.filter((l) => l !== suggestion).join(' ');
     const helpFor = command ? `usnap ${command} --help` : 'usnap --help';
-    const hint = suggestion ? `${suggestion.slice(1, -1)}. See \`${helpFor}\`.` : `See \`${helpFor}\`.`;
+    const hint = suggestion ? `${suggestion.slice(1, -1)} See \`${helpFor}\`.` : `See \`${helpFor}\`.`;
     return { code: 'USAGE', message: message || 'usage error', hint, exitCode: EXIT_USAGE };
   }
   if (err instanceof SnapshotError) return { code: err.code, message: err.message, hint: err.hint, exitCode: EXIT_FAIL };
