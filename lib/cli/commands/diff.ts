@@ -47,18 +47,30 @@ export function drawMap(ctx: Ctx, d: DiffResult): { lines: string[]; per: number
   const width = Math.max(1, (d.regionSize - 1).toString(16).length);
   const lines: string[] = [];
   for (let row = 0; row * MAP_WIDTH < cells; row++) {
+    // Runs of cells with one style share one colour escape.
     let s = '';
+    let run = '';
+    let style: ((x: string) => string) | null = null;
+    const put = (glyph: string, st: (x: string) => string) => {
+      if (st !== style) {
+        if (run) s += style!(run);
+        run = '';
+        style = st;
+      }
+      run += glyph;
+    };
     for (let i = row * MAP_WIDTH; i < Math.min(cells, (row + 1) * MAP_WIDTH); i++) {
       const inCell = Math.min(per, d.chunks - i * per);
       const f = count[i]! / inCell;
       if (f === 0) {
-        s += c.dim('\u00b7');
+        put('\u00b7', c.dim);
         continue;
       }
       const glyph = f >= 1 ? '\u2588' : f > 2 / 3 ? '\u2593' : f > 1 / 3 ? '\u2592' : '\u2591';
       const a = kinds.added[i]!, r = kinds.removed[i]!, m = kinds.modified[i]!;
-      s += m >= a && m >= r ? c.yellow(glyph) : a >= r ? c.green(glyph) : c.red(glyph);
+      put(glyph, m >= a && m >= r ? c.yellow : a >= r ? c.green : c.red);
     }
+    if (run) s += style!(run);
     lines.push(`${c.dim(hex(row * MAP_WIDTH * per * CHUNK_SIZE, width))} ${s}`);
   }
   return { lines, per };
