@@ -122,7 +122,13 @@ export function registerRestore(program: Command): void {
           const total = Math.ceil(info.regionSize / CHUNK_SIZE);
           const tmp = path.join(path.dirname(out), `.${path.basename(out)}.usnap-${process.pid}.tmp`);
           let w: Written;
-          const fd = fs.openSync(tmp, 'w', 0o644);
+          let fd: number;
+          try {
+            fd = fs.openSync(tmp, 'w', 0o644);
+          } catch (err) {
+            const e = err as NodeJS.ErrnoException;
+            throw new CliError('IO', `cannot write ${opts.output}: ${e.code === 'ENOENT' ? 'no such directory' : e.message}`, 'Check that the directory exists and is writable.');
+          }
           try {
             w = writeImage(ctx, store, id, fd, total);
             fs.closeSync(fd);
