@@ -1,0 +1,182 @@
+// What every command shares: output mode (JSON / human, colours, progress), errors and exit
+// codes, opening stores, formatting numbers, and argument parsers.
+import { InvalidArgumentError, type Command } from 'commander';
+import * as fs from 'node:fs';
+import Table from 'cli-table3';
+import pc from 'picocolors';
+import { SnapshotError } from '../errors';
+import { Store } from '../../store/store';
+
+export const EXIT_OK = 0;
+export const EXIT_FAIL = 1;
+export const EXIT_USAGE = 2;
+
+/** An error raised by the CLI itself (not the library), with a stable code. */
+export class CliError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly hint?: string,
+    readonly exitCode: number = EXIT_FAIL,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export interface Ctx {
+  json: boolean;
+  debug: boolean;
+  /** Colours on stdout (a TTY, not --json, no NO_COLOR). */
+  color: boolean;
+  /** Progress bars on stderr (a TTY, not --json). */
+  progress: boolean;
+  c: ReturnType<typeof pc.createColors>;
+}
+
+/** The output context of a command, from its (and the program's) options. */
+export function ctxOf(cmd: Command): Ctx {
+  const o = cmd.optsWithGlobals() as { json?: boolean; debug?: boolean; color?: boolean };
+  const json = !!o.json;
+  const color = !json && o.color !== false && !!process.stdout.isTTY && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+  return {
+    json,
+    debug: !!o.debug,
+    color,
+    progress: !json && !!process.stderr.isTTY && process.env.TERM !== 'dumb',
+    c: pc.createColors(color),
+  };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+export function print(line = ''): void {
+  process.stdout.write(line + '\n');
+}
+
+/** A borderless, aligned table (like `ps`): headings, then rows. `align` per column, 'l' or 'r'. */
+export function table(ctx: Ctx, head: string[], rows: (string | number)[][], align?: ('l' | 'r')[]): string {
+  const t = new Table({
+    head: head.map((h) => ctx.c.bold(h)),
+    chars: {
+      top: '', 'top-mid': '', 'top-left': '', 'top-right': '',
+      bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
+      left: '', 'left-mid': '', mid: '', 'mid-mid': '',
+      right: '', 'right-mid': '', middle: '  ',
+    },
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 },
+    colAligns: (align ?? head.map(() => 'l' as const)).map((a) => (a === 'r' ? 'right' : 'left')),
+  });
+  for (const r of rows) t.push(r.map(String));
+  return t
+    .toString()
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .join('\n');
+}
+
+/** Key/value lines, keys padded to one width. */
+export function keyValues(ctx: Ctx, pairs: [string, string | number][]): string {
+  const w = Math.max(...pairs.map(([k]) => k.length));
+  return pairs.map(([k, v]) => `${ctx.c.dim((k + ':').padEnd(w + 1))} ${v}`).join('\n');
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  let v = n;
+  let u = 0;
+  while (Math.abs(v) >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${UNITS[u]}`;
+}
+
+export function formatRatio(r: number | null): string {
+  return r === null ? '-' : `${r.toFixed(2)}x`;
+}
+
+/** Local time, to the second: 2025-11-23 15:29:03. */
+export function formatTime(d: Date): string {
+  const p = (x: number) => String(x).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** x / y, or null when y is 0. Rounded to 4 decimals for stable JSON. */
+export function ratio(x: number, y: number): number | null {
+  return y > 0 ? Math.round((x / y) * 1e4) / 1e4 : null;
+}
+
+/** commander argument parser for snapshot ids. */
+export function parseSnapshotId(value: string): number {
+  if (!/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError(`snapshot ids are positive integers (see \`usnap list <store>\`), not "${value}".`);
+  }
+  return Number(value);
+}
+
+export function parseCount(value: string): number {
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError(`expected a non-negative integer, not "${value}".`);
+  }
+  return Number(value);
+}
+
+/** Sizes with an optional binary unit: 4096, 64K, 256M, 1G, 1.5G, 256MiB. */
+export function parseSize(value: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`expected a size like 4096, 64K, 256M or 1G, not "${value}".`);
+  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const n = Math.round(Number(m[1]) * mult);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`size "${value}" is out of range.`);
+  return n;
+}
+
+/**
+ * Opens an existing store (never creates one: a typo must not leave an empty store behind).
+ * Read-only unless `write`.
+ */
+export function openStore(file: string, opts: { write?: boolean } = {}): Store {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path; stores are created by Store.open() in your program.' });
+    throw new SnapshotError('IO', `cannot read ${file}: ${e.message}`);
+  }
+  if (st.isDirectory()) throw new SnapshotError('NOT_A_STORE', `${file} is a directory, not a store`, { hint: 'Pass the path of the store file.' });
+  return Store.open(file, { readonly: !opts.write });
+}
+
+/** Runs `fn` with the store open, closing it afterwards. */
+export async function withStore<T>(file: string, opts: { write?: boolean }, fn: (store: Store) => T | Promise<T>): Promise<T> {
+  const store = openStore(file, opts);
+  try {
+    return await fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+/** Help text appended to a command: a heading and example lines. */
+export function examples(lines: [string, string][]): string {
+  const w = Math.max(...lines.map(([cmd]) => cmd.length));
+  return '\nExamples:\n' + lines.map(([cmd, what]) => `  $ ${cmd.padEnd(w)}  # ${what}`).join('\n') + '\n';
+}
+
+/**
+ * Wraps a command action: builds the output context, runs it, and records its exit code.
+ * commander calls actions with (...arguments, options, command).
+ */
+export function act<A extends unknown[]>(fn: (ctx: Ctx, ...args: A) => number | void | Promise<number | void>) {
+  return async (...all: unknown[]): Promise<void> => {
+    const cmd = all[all.length - 1] as Command;
+    const code = await fn(ctxOf(cmd), ...(all.slice(0, -1) as A));
+    if (typeof code === 'number' && code !== EXIT_OK) process.exitCode = code;
+  };
+}

@@ -1,0 +1,186 @@
+// Reading a snapshot's full region image straight from the store, without userfaultfd:
+// which blob each chunk resolves to at a snapshot, the decoded chunks in order, and the
+// chunks whose contents differ between two snapshots. Used by the CLI (restore -o, diff).
+import type Database from 'better-sqlite3';
+import { SnapshotError, fromNative } from '../lib/errors';
+import { CHUNK_SIZE, native } from '../lib/native';
+import type { Store } from './store';
+
+/** Where every chunk of a region comes from at one snapshot. */
+export interface ChunkMap {
+  snapshot: number;
+  region: string;
+  regionSize: number;
+  /** Chunks in the region (the last may be partial). */
+  chunks: number;
+  /** Per chunk: the snapshot that stores its version at `snapshot` (0: never stored, zero memory). */
+  owner: Float64Array;
+  /** Per chunk: the blob id holding its contents (0: the chunk is all zero). */
+  blob: Float64Array;
+}
+
+/**
+ * The store's SQLite connection. Store has no public query for "blob id of (snapshot, chunk)",
+ * so this reaches its private `db` (read-only use). See the CLI issue report: a
+ * `Store._blobIds(snapshotId)` helper would remove this.
+ */
+function dbOf(store: Store): Database.Database {
+  const db = (store as unknown as { db?: Database.Database }).db;
+  if (!db) throw new SnapshotError('INTERNAL', 'store has no database handle');
+  return db;
+}
+
+/** Resolves every chunk of the region at snapshot `id`. NOT_FOUND if the snapshot does not exist. */
+export function chunkMap(store: Store, id: number): ChunkMap {
+  const info = store.info(id);  // NOT_FOUND / NOT_PERSISTED / INVALID_ARGUMENT
+  const n = Math.ceil(info.regionSize / CHUNK_SIZE);
+  const owner = new Float64Array(n);
+  const blob = new Float64Array(n);
+  const db = dbOf(store);
+  const exists = db.prepare('SELECT complete FROM snapshots WHERE id = ?');
+  const rows = db.prepare('SELECT chunk, blob_id FROM chunks WHERE snapshot_id = ?');
+  let left = n;
+  for (const s of store.ancestors(id)) {
+    if (left === 0) break;
+    const row = exists.get(s) as { complete: number } | undefined;
+    if (!row || !row.complete) {
+      throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} stands on snapshot ${s}, which is missing`, {
+        hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
+      });
+    }
+    if (store.chunkSet(s).length === 0) continue;
+    for (const r of rows.iterate(s) as Iterable<{ chunk: number; blob_id: number | null }>) {
+      const c = r.chunk;
+      if (c < 0 || c >= n || owner[c] !== 0) continue;
+      owner[c] = s;
+      blob[c] = r.blob_id ?? 0;
+      left--;
+    }
+  }
+  return { snapshot: id, region: info.region, regionSize: info.regionSize, chunks: n, owner, blob };
+}
+
+export interface ForEachOptions {
+  /** Called after each chunk with (chunks done, total chunks). */
+  onProgress?: (done: number, total: number) => void;
+  /** Chunks fetched from the store per query batch (default 64 = 4 MiB of memory). */
+  batch?: number;
+}
+
+/**
+ * Calls `fn` for every chunk of the region at snapshot `id`, in order, with its bytes
+ * (trimmed to the region size for a partial last chunk) or null for an all-zero chunk.
+ * Every blob is checksum-verified before it is decoded: damage raises STORE_CORRUPT.
+ * Returns the chunk map used.
+ */
+export function forEachChunkAt(
+  store: Store,
+  id: number,
+  fn: (chunkIndex: number, data: Buffer | null) => void,
+  opts: ForEachOptions = {},
+): ChunkMap {
+  const map = chunkMap(store, id);
+  const addon = native();
+  const batchSize = Math.max(1, opts.batch ?? 64);
+  const n = map.chunks;
+  let c = 0;
+  while (c < n) {
+    // The next run of up to `batchSize` non-zero chunks, and the zero chunks before them.
+    const wanted: number[] = [];
+    let end = c;
+    while (end < n && wanted.length < batchSize) {
+      if (map.blob[end] !== 0) wanted.push(end);
+      end++;
+    }
+    const src = wanted.length ? store._sources(id, wanted) : undefined;
+    let j = 0;
+    for (let k = c; k < end; k++) {
+      const len = Math.min(CHUNK_SIZE, map.regionSize - k * CHUNK_SIZE);
+      if (map.blob[k] === 0) {
+        fn(k, null);
+      } else {
+        const i = j++;
+        if (src!.chunk[i] !== k) throw new SnapshotError('INTERNAL', `chunk order mismatch reading snapshot ${id}`);
+        const data = src!.data[i];
+        if (!data) {
+          throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${k}: blob ${map.blob[k]} is missing`, {
+            hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
+          });
+        }
+        const codec = src!.codec[i]!;
+        const rawLen = src!.rawLen[i]!;
+        let out: Buffer;
+        try {
+          if (rawLen !== CHUNK_SIZE) throw Object.assign(new Error(`raw length ${rawLen} is not ${CHUNK_SIZE}`), { nativeCode: 'CORRUPT' });
+          addon.codec_verify(codec, rawLen, src!.hash[i]!, data);
+          out = addon.codec_decode(codec, rawLen, data);
+        } catch (err) {
+          throw fromNative(err, `snapshot ${id} chunk ${k} (blob ${map.blob[k]})`);
+        }
+        fn(k, len < CHUNK_SIZE ? out.subarray(0, len) : out);
+      }
+      opts.onProgress?.(k + 1, n);
+    }
+    c = end;
+  }
+  return map;
+}
+
+export type ChangeKind = 'added' | 'removed' | 'modified';
+
+export interface ChunkChange {
+  chunk: number;
+  /** zero -> data: added; data -> zero: removed; data -> other data: modified. */
+  kind: ChangeKind;
+}
+
+export interface DiffResult {
+  a: number;
+  b: number;
+  /** The larger of the two region sizes; chunks beyond a snapshot's region count as zero. */
+  regionSize: number;
+  chunks: number;
+  changed: ChunkChange[];
+}
+
+/**
+ * Chunks whose contents differ between snapshots `a` and `b`: a chunk is unchanged when both
+ * resolve to the same blob (content-deduplicated) or both are zero. Nothing is decoded.
+ */
+export function diffChunks(store: Store, a: number, b: number): DiffResult {
+  const ma = chunkMap(store, a);
+  const mb = a === b ? ma : chunkMap(store, b);
+  const n = Math.max(ma.chunks, mb.chunks);
+  const changed: ChunkChange[] = [];
+  const same = sameContent(store);
+  for (let c = 0; c < n; c++) {
+    const x = c < ma.chunks ? ma.blob[c]! : 0;
+    const y = c < mb.chunks ? mb.blob[c]! : 0;
+    if (x === y) continue;
+    if (x !== 0 && y !== 0 && same(x, y)) continue;  // two blobs with one content (dedup missed it)
+    changed.push({ chunk: c, kind: x === 0 ? 'added' : y === 0 ? 'removed' : 'modified' });
+  }
+  return { a, b, regionSize: Math.max(ma.regionSize, mb.regionSize), chunks: n, changed };
+}
+
+/** Whether two blob ids hold identical stored bytes (same codec, hash and data). */
+function sameContent(store: Store): (x: number, y: number) => boolean {
+  const q = dbOf(store).prepare('SELECT hash, codec, raw_len, data FROM blobs WHERE id = ?').safeIntegers(true);
+  return (x, y) => {
+    const bx = q.get(x) as { hash: bigint; codec: bigint; raw_len: bigint; data: Buffer } | undefined;
+    const by = q.get(y) as { hash: bigint; codec: bigint; raw_len: bigint; data: Buffer } | undefined;
+    if (!bx || !by) return false;
+    return bx.hash === by.hash && bx.codec === by.codec && bx.raw_len === by.raw_len && bx.data.equals(by.data);
+  };
+}
+
+/** Consecutive chunk indices merged into ranges: [{ first, last }] (inclusive). */
+export function chunkRanges(chunks: Iterable<number>): { first: number; last: number }[] {
+  const out: { first: number; last: number }[] = [];
+  for (const c of chunks) {
+    const cur = out[out.length - 1];
+    if (cur && c === cur.last + 1) cur.last = c;
+    else out.push({ first: c, last: c });
+  }
+  return out;
+}
