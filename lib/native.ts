@@ -110,7 +110,7 @@ export interface Addon {
   region_grow(h: RegionHandle, view: Uint8Array): void;
   region_close(h: RegionHandle): void;
   sink_open(): number;
-  sink_drain(sink: number, maxBytes: number, waitMs: number): NativeBatch;
+  sink_drain(sink: number, maxBytes: number, waitMs: number, lingerMs?: number): NativeBatch;
   sink_release(sink: number, snap: number): void;
   sink_stats(sink: number): { heldBytes: number; inflight: number };
   sink_close(sink: number): void;

@@ -10,7 +10,10 @@ export class Snapshot {
   readonly region: string;
   /** The snapshot this one is incremental against (null: it stands alone). */
   readonly parent: number | null;
-  /** Number of 64 KiB chunks it saves. */
+  /**
+   * Number of 64 KiB chunks it covers: those written since its parent, or every chunk for a
+   * snapshot that stands alone (zero ones cost nothing; `persisted` reports what was stored).
+   */
   readonly chunks: number;
   /** How long the program was paused to take it (the write-protect), in milliseconds. */
   readonly pauseMs: number;

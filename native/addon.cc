@@ -461,7 +461,8 @@ Napi::Value SinkDrain(const Napi::CallbackInfo& info) {
     std::shared_ptr<Sink> sink = FindSink(env, info[0]);
     size_t maxBytes = info[1].As<Napi::Number>().Uint32Value();
     int waitMs = info[2].As<Napi::Number>().Int32Value();
-    Sink::Batch b = sink->Drain(maxBytes, waitMs);
+    int lingerMs = info.Length() > 3 ? info[3].As<Napi::Number>().Int32Value() : 0;
+    Sink::Batch b = sink->Drain(maxBytes, waitMs, lingerMs);
     Napi::Object o = Napi::Object::New(env);
     Napi::Array begins = Napi::Array::New(env, b.begins.size());
     for (size_t i = 0; i < b.begins.size(); i++) {

@@ -25,6 +25,18 @@ bool IsZero(const uint8_t* data, size_t len) {
 
 uint64_t Hash64(const void* data, size_t len) { return XXH64(data, len, 0); }
 
+BlobPtr ZeroBlob(size_t len) {
+  static const BlobPtr chunk = [] {
+    auto b = std::make_shared<Blob>();
+    b->rawLen = 64 * 1024;
+    return b;
+  }();
+  if (len == chunk->rawLen) return chunk;
+  auto b = std::make_shared<Blob>();
+  b->rawLen = static_cast<uint32_t>(len);
+  return b;
+}
+
 BlobPtr CopyRaw(const uint8_t* data, size_t len) {
   auto blob = std::make_shared<Blob>();
   blob->codec = Codec::kRaw;
@@ -38,14 +50,14 @@ BlobPtr Encode(const uint8_t* data, size_t len) {
   auto blob = std::make_shared<Blob>();
   blob->rawLen = static_cast<uint32_t>(len);
   if (IsZero(data, len)) return blob;  // kZero, no bytes, hash 0
+  // Compress into a reused buffer, then keep exactly the bytes produced.
+  thread_local std::vector<char> scratch;
   const int bound = LZ4_compressBound(static_cast<int>(len));
-  blob->bytes.resize(static_cast<size_t>(bound));
-  int n = LZ4_compress_default(reinterpret_cast<const char*>(data),
-                               reinterpret_cast<char*>(blob->bytes.data()), static_cast<int>(len), bound);
+  if (scratch.size() < static_cast<size_t>(bound)) scratch.resize(static_cast<size_t>(bound));
+  int n = LZ4_compress_default(reinterpret_cast<const char*>(data), scratch.data(), static_cast<int>(len), bound);
   if (n > 0 && static_cast<size_t>(n) < len) {
     blob->codec = Codec::kLz4;
-    blob->bytes.resize(static_cast<size_t>(n));
-    blob->bytes.shrink_to_fit();
+    blob->bytes.assign(scratch.data(), scratch.data() + n);
   } else {
     blob->codec = Codec::kRaw;
     blob->bytes.assign(data, data + len);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -143,7 +144,19 @@ std::vector<uint32_t> Region::WrittenChunksLocked() const {
   return chunks;
 }
 
-std::vector<uint32_t> Region::ProtectAllAndListPopulated() {
+std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
+  std::vector<uint32_t> chunks;
+  struct sysinfo si;
+  const bool swap = sysinfo(&si) != 0 || si.totalswap > 0;
+  if (!swap) {
+    // After protecting, a page can be populated only through our handler, which captures
+    // it first: the saver can scan for populated pages at leisure.
+    uffd_->WriteProtect(base_, size_, true);
+    chunks.resize(nChunks_);
+    for (uint32_t c = 0; c < nChunks_; c++) chunks[c] = c;
+    *scanLater = true;
+    return chunks;
+  }
   // A protected unpopulated page reads back from PAGEMAP_SCAN as a swap entry (the uffd-wp
   // marker), so swapped pages are looked for before protecting and present pages after:
   // a page populated in between is present afterwards.
@@ -152,10 +165,10 @@ std::vector<uint32_t> Region::ProtectAllAndListPopulated() {
   uffd_->WriteProtect(base_, size_, true);
   ok = ok && ScanPopulated(base_, size_, kPageIsPresent, &populated);
   if (!ok) populated.SetAll();
-  std::vector<uint32_t> chunks;
   populated.ForEachRun([&](size_t b, size_t e) {
     for (size_t c = b; c < e; c++) chunks.push_back(static_cast<uint32_t>(c));
   });
+  *scanLater = false;
   return chunks;
 }
 
@@ -166,8 +179,9 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) throw std::logic_error("region is closed");
     MergeZeroServedLocked();
+    bool scanLater = false;
     if (!tracking_ || baselineBroken_) {
-      r.chunks = ProtectAllAndListPopulated();
+      r.chunks = ProtectAll(&scanLater);
       tracking_ = true;
       baselineBroken_ = false;
       r.full = true;
@@ -180,7 +194,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
     written_.ClearAll();
     for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
     sink_->Open(snapId, regionKey_, r.full, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
-    if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0});
+    if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0, scanLater, nullptr});
     r.pauseNs = NowNs() - t0;
     stats_.snapshots++;
     stats_.lastPauseNs = r.pauseNs;
@@ -289,14 +303,25 @@ bool Region::SaveStep() {
   RawCapture raw;
   uint64_t snap = 0;
   uint32_t chunk = 0;
+  uint64_t scanFor = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!rawQueue_.empty()) {
       raw = std::move(rawQueue_.front());
       rawQueue_.pop_front();
+    } else if (!inflight_.empty() && inflight_.front().scanPending) {
+      scanFor = inflight_.front().snap;
+      inflight_.front().scanPending = false;
     } else {
       while (!inflight_.empty()) {
         Inflight& f = inflight_.front();
+        // Chunks the scan found unpopulated are zero at the snapshot: no need to read them.
+        while (f.next < f.chunks.size() && f.populated && pendingSnap_[f.chunks[f.next]] == f.snap &&
+               !f.populated->Test(f.chunks[f.next])) {
+          pendingSnap_[f.chunks[f.next]] = 0;
+          sink_->Put(f.snap, f.chunks[f.next], ZeroBlob(kChunkSize));
+          f.next++;
+        }
         while (f.next < f.chunks.size() && pendingSnap_[f.chunks[f.next]] != f.snap) f.next++;
         if (f.next == f.chunks.size()) {
           inflight_.pop_front();
@@ -308,6 +333,13 @@ bool Region::SaveStep() {
       }
       if (!snap) return false;
     }
+  }
+  if (scanFor) {
+    auto populated = std::make_shared<Bitmap>(nChunks_);
+    if (!ScanPopulated(base_, size_, kPageIsPresent, populated.get())) populated.reset();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!inflight_.empty() && inflight_.front().snap == scanFor) inflight_.front().populated = std::move(populated);
+    return true;
   }
   if (raw.raw) {
     sink_->Put(raw.snap, raw.chunk, Encode(raw.raw->bytes.data(), raw.raw->bytes.size()));

@@ -122,6 +122,8 @@ class Region {
     uint64_t snap;
     std::vector<uint32_t> chunks;
     size_t next = 0;
+    bool scanPending = false;     // a full snapshot: the saver still has to look for populated pages
+    std::shared_ptr<Bitmap> populated;  // then: chunks with data (others are zero)
   };
   struct RawCapture {
     uint64_t snap;
@@ -131,7 +133,9 @@ class Region {
   uint8_t* ChunkAddr(uint32_t c) const { return base_ + size_t{c} * kChunkSize; }
   void CaptureLocked(uint32_t c);
   void FlushLocked();
-  std::vector<uint32_t> ProtectAllAndListPopulated();
+  // Protects everything; returns the populated chunks when that must be known now (swap is
+  // configured), else every chunk, leaving the scan to the saver (*scanLater = true).
+  std::vector<uint32_t> ProtectAll(bool* scanLater);
   std::vector<uint32_t> WrittenChunksLocked() const;
   void MergeZeroServedLocked() {
     if (source_) source_->TakeZeroServed(&written_, kPagesPerChunk);

@@ -36,8 +36,16 @@ void Sink::Put(uint64_t snap, uint32_t chunk, BlobPtr encoded) {
   slot = encoded;
   Hold(slot, +1);
   s.put++;
+  if (s.full && encoded->codec == Codec::kZero) {
+    // A snapshot that stands alone stores nothing for zero chunks: absent means zero.
+    s.drained++;
+    s.skipped++;
+    cv_.notify_all();
+    return;
+  }
   s.rawBytes += encoded->rawLen;
   s.storedBytes += encoded->bytes.size();
+  readyBytes_ += encoded->bytes.size();
   ready_.push_back({snap, chunk, std::move(encoded)});
   cv_.notify_all();
 }
@@ -66,6 +74,16 @@ BlobPtr Sink::Lookup(uint64_t snap, uint32_t chunk) {
   return b == it->second.blobs.end() ? nullptr : b->second;
 }
 
+bool Sink::EndReadyLocked() const {
+  for (const auto& kv : snaps_) {
+    const Snap& s = kv.second;
+    if (s.endSent) continue;
+    // Every chunk of the oldest open snapshot is either drained or waiting in ready_.
+    return s.failed || s.put == s.expected;
+  }
+  return false;
+}
+
 bool Sink::HasWorkLocked() const {
   if (!ready_.empty()) return true;
   for (const auto& kv : snaps_) {
@@ -76,10 +94,13 @@ bool Sink::HasWorkLocked() const {
   return false;
 }
 
-Sink::Batch Sink::Drain(size_t maxBytes, int waitMs) {
+Sink::Batch Sink::Drain(size_t maxBytes, int waitMs, int lingerMs) {
   std::unique_lock<std::mutex> lock(mu_);
   if (waitMs > 0)
     cv_.wait_for(lock, std::chrono::milliseconds(waitMs), [this] { return closed_ || HasWorkLocked(); });
+  if (lingerMs > 0 && !ready_.empty())
+    cv_.wait_for(lock, std::chrono::milliseconds(lingerMs),
+                 [&] { return closed_ || readyBytes_ >= maxBytes || EndReadyLocked(); });
   Batch batch;
   for (auto& kv : snaps_) {
     Snap& s = kv.second;
@@ -93,16 +114,20 @@ Sink::Batch Sink::Drain(size_t maxBytes, int waitMs) {
     Chunk c = std::move(ready_.front());
     ready_.pop_front();
     auto it = snaps_.find(c.snap);
-    if (it == snaps_.end() || it->second.failed) continue;
+    if (it == snaps_.end() || it->second.failed) {
+      readyBytes_ -= c.blob->bytes.size();
+      continue;
+    }
     it->second.drained++;
     bytes += c.blob->bytes.size();
+    readyBytes_ -= c.blob->bytes.size();
     batch.chunks.push_back(std::move(c));
   }
   for (auto& kv : snaps_) {
     Snap& s = kv.second;
     if (s.endSent) continue;
     if (!s.failed && s.drained != s.expected) break;
-    batch.ends.push_back({kv.first, s.expected, s.rawBytes, s.storedBytes, s.failed, s.error});
+    batch.ends.push_back({kv.first, s.expected - s.skipped, s.rawBytes, s.storedBytes, s.failed, s.error});
     s.endSent = true;
   }
   return batch;

@@ -53,9 +53,10 @@ class Sink {
   // Marks `snap` and every later open snapshot of the same region failed.
   void Fail(uint64_t snap, const std::string& error);
   BlobPtr Lookup(uint64_t snap, uint32_t chunk);
-  // Waits up to waitMs for work; returns begins, up to ~maxBytes of chunks, and the ends of
-  // snapshots whose every chunk is in this or an earlier batch (in id order).
-  Batch Drain(size_t maxBytes, int waitMs);
+  // Waits up to waitMs for work, then up to lingerMs more for ~maxBytes of it (fewer, larger
+  // transactions); returns begins, up to ~maxBytes of chunks, and the ends of snapshots whose
+  // every chunk is in this or an earlier batch (in id order).
+  Batch Drain(size_t maxBytes, int waitMs, int lingerMs = 0);
   // The writer made `snap` durable (or dropped it): forget it.
   void Release(uint64_t snap);
   void Close();
@@ -69,6 +70,7 @@ class Sink {
     uint32_t expected;
     uint32_t put = 0;
     uint32_t drained = 0;
+    uint32_t skipped = 0;
     bool beginSent = false;
     bool endSent = false;
     bool failed = false;
@@ -78,6 +80,7 @@ class Sink {
     std::unordered_map<uint32_t, BlobPtr> blobs;
   };
   bool HasWorkLocked() const;
+  bool EndReadyLocked() const;
   void Hold(const BlobPtr& blob, int sign);
 
   std::mutex mu_;
@@ -85,5 +88,6 @@ class Sink {
   std::map<uint64_t, Snap> snaps_;
   std::deque<Chunk> ready_;
   uint64_t heldBytes_ = 0;
+  uint64_t readyBytes_ = 0;
   bool closed_ = false;
 };

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     pragmas(db, false);
     const writer = new StoreWriter(db);
     for (;;) {
-      const batch = addon.sink_drain(sink, batchBytes, finishing ? 20 : 50);
+      const batch = addon.sink_drain(sink, batchBytes, finishing ? 20 : 50, 10);
       if (!batchIsEmpty(batch)) {
         const r = writer.apply(batch);
         port.postMessage({ type: 'result', ...r } satisfies WriterMessage);
