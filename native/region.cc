@@ -215,9 +215,11 @@ void Region::CaptureLocked(uint32_t c) {
 }
 
 void Region::FlushLocked() {
+  // From the start, not from `next`: the chunk the saver is encoding right now is still
+  // pending, and capturing it here is what tells the saver to drop its copy.
   for (const Inflight& f : inflight_)
-    for (size_t i = f.next; i < f.chunks.size(); i++)
-      if (pendingSnap_[f.chunks[i]] == f.snap) CaptureLocked(f.chunks[i]);
+    for (uint32_t c : f.chunks)
+      if (pendingSnap_[c] == f.snap) CaptureLocked(c);
   inflight_.clear();
   if (!rawQueue_.empty()) saverCv_.notify_one();
 }
