@@ -194,6 +194,22 @@ export class Region {
   }
 
   /**
+   * Grows an attached WebAssembly.Memory to `size` bytes, so that a snapshot taken after it
+   * grew (e.g. restored into a fresh memory for a new instance) fits.
+   */
+  private growMemory(size: number): void {
+    try {
+      this.memory!.grow((size - this.memory!.buffer.byteLength) / 65536);
+    } catch (err) {
+      throw new SnapshotError('REGION_MISMATCH', `cannot grow the WebAssembly.Memory of region "${this.name}" to ${size} bytes: ${(err as Error).message}`, {
+        hint: 'Create the WebAssembly.Memory with a `maximum` at least as large as the snapshot.',
+        cause: err,
+      });
+    }
+    this.h();  // the new pages join the region
+  }
+
+  /**
    * The memory. For an attached WebAssembly.Memory, its current buffer (which changes when
    * it grows). Views over an allocated region's buffer become empty after close().
    */
@@ -266,6 +282,8 @@ export class Region {
   /**
    * Rolls the region back (or forward) in place to a snapshot of it, rewriting only the
    * chunks that differ. Later snapshots continue from it: it becomes their parent.
+   * An attached WebAssembly.Memory smaller than the snapshot is grown to its size first; one
+   * that grew since keeps its size (memory cannot shrink), the part beyond the snapshot zeroed.
    */
   restore(snapshot: Snapshot | number): void {
     const h = this.h();
@@ -276,6 +294,7 @@ export class Region {
         hint: 'Restore it into a region of that name (Region.restore).',
       });
     }
+    if (info.size > this._size && this.memory) this.growMemory(info.size);
     if (info.size > this._size) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} holds ${info.size} bytes; region "${this.name}" has only ${this._size}`);
     }
