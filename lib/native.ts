@@ -40,6 +40,8 @@ export interface NativeRollbackSources {
   rawLen: Uint32Array;
   hash: BigInt64Array;
   data: (Uint8Array | null)[];
+  /** Chunks to take from the region's rollback cache (see region_uncached). */
+  cached?: Uint32Array;
 }
 
 export interface NativeBatch {
@@ -105,7 +107,8 @@ export interface Addon {
   region_buffer(h: RegionHandle): ArrayBuffer | undefined;
   region_snapshot(h: RegionHandle, snapId: number, meta: string): NativeSnapshotResult;
   region_prepare_rollback(h: RegionHandle): Uint32Array;
-  region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources): Uint32Array;
+  region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources, target: number): Uint32Array;
+  region_uncached(h: RegionHandle, target: number, chunks: Uint32Array): Uint32Array;
   region_stats(h: RegionHandle): NativeRegionStats;
   region_grow(h: RegionHandle, view: Uint8Array): void;
   region_close(h: RegionHandle): void;

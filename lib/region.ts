@@ -301,10 +301,17 @@ export class Region {
     const addon = native();
     if (this.source) this.waitUntilRestored();
     try {
-      const want = this.store._changedBetween(this._head, id);
+      const want = this._head === id ? new Set<number>() : this.store._changedBetween(this._head, id);
       for (const c of addon.region_prepare_rollback(h)) want.add(c);
       for (let round = 0; ; round++) {
-        const missing = addon.region_rollback(h, this.store.sink, this.store._sources(id, want));
+        const all = Uint32Array.from(want);
+        const uncached = addon.region_uncached(h, id, all);
+        const sources = this.store._sources(id, uncached);
+        if (uncached.length < all.length) {
+          const fromStore = new Set(uncached);
+          sources.cached = all.filter((c) => !fromStore.has(c));
+        }
+        const missing = addon.region_rollback(h, this.store.sink, sources, id);
         if (missing.length === 0) break;
         // Another thread wrote more chunks meanwhile: include them and try again.
         if (round > 100) throw new SnapshotError('INTERNAL', 'restore kept racing concurrent writers');

@@ -273,6 +273,13 @@ Napi::Value RegionRollback(const Napi::CallbackInfo& info) {
     if (sinkSnap.ElementLength() != n || codec.ElementLength() != n || rawLen.ElementLength() != n ||
         hashArr.ElementLength() != n || data.Length() != n)
       throw NativeError(env, "INVALID", "rollback source arrays differ in length");
+    std::vector<uint32_t> cached;
+    Napi::Value cachedV = src.Get("cached");
+    if (cachedV.IsTypedArray()) {
+      Napi::Uint32Array ca = cachedV.As<Napi::Uint32Array>();
+      cached.assign(ca.Data(), ca.Data() + ca.ElementLength());
+    }
+    const uint64_t target = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
     std::vector<ChunkSource> sources(n);
     for (size_t i = 0; i < n; i++) {
       ChunkSource& s = sources[i];
@@ -301,7 +308,7 @@ Napi::Value RegionRollback(const Napi::CallbackInfo& info) {
         throw CorruptError("chunk " + std::to_string(s.chunk) + ": " + e.what());
       }
     }
-    return ToUint32Array(env, h->region->Rollback(sources));
+    return ToUint32Array(env, h->region->Rollback(target, sources, cached));
   });
 }
 
@@ -314,6 +321,16 @@ Napi::Value RegionGrow(const Napi::CallbackInfo& info) {
       throw NativeError(env, "MOVED", "the memory moved when it grew; it cannot be tracked in place");
     h->region->Grow(view.ByteLength());
     return env.Undefined();
+  });
+}
+
+// region_uncached(handle, target, chunks: Uint32Array) -> Uint32Array
+Napi::Value RegionUncached(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionHandle* h = GetRegion(env, info[0]);
+    const uint64_t target = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    Napi::Uint32Array a = info[2].As<Napi::Uint32Array>();
+    return ToUint32Array(env, h->region->Uncached(target, std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength())));
   });
 }
 
@@ -619,6 +636,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("region_snapshot", Napi::Function::New(env, RegionSnapshot, "region_snapshot"));
   exports.Set("region_prepare_rollback", Napi::Function::New(env, RegionPrepareRollback, "region_prepare_rollback"));
   exports.Set("region_rollback", Napi::Function::New(env, RegionRollback, "region_rollback"));
+  exports.Set("region_uncached", Napi::Function::New(env, RegionUncached, "region_uncached"));
   exports.Set("region_grow", Napi::Function::New(env, RegionGrow, "region_grow"));
   exports.Set("region_stats", Napi::Function::New(env, RegionStatsFn, "region_stats"));
   exports.Set("region_close", Napi::Function::New(env, RegionClose, "region_close"));

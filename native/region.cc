@@ -375,11 +375,37 @@ std::vector<uint32_t> Region::PrepareRollback() {
   return WrittenChunksLocked();
 }
 
-std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) {
+std::vector<uint32_t> Region::Uncached(uint64_t target, const std::vector<uint32_t>& chunks) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (target != cacheSnap_) return chunks;
+  std::vector<uint32_t> out;
+  for (uint32_t c : chunks)
+    if (!cache_.count(c)) out.push_back(c);
+  return out;
+}
+
+std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkSource>& input,
+                                       const std::vector<uint32_t>& cached) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
   FlushLocked();
   MergeZeroServedLocked();
+  if (target != cacheSnap_) {
+    cache_.clear();
+    cacheSnap_ = target;
+  }
+  std::vector<ChunkSource> sources = input;
+  for (uint32_t c : cached) {
+    auto it = cache_.find(c);
+    if (it == cache_.end()) throw std::invalid_argument("chunk is not in the rollback cache");
+    ChunkSource s;
+    s.chunk = c;
+    s.codec = Codec::kRaw;
+    s.rawLen = kChunkSize;
+    s.bytes = it->second.data();
+    s.len = it->second.size();
+    sources.push_back(s);
+  }
   Bitmap covered(nChunks_);
   for (const ChunkSource& s : sources) {
     if (s.chunk >= nChunks_) throw std::out_of_range("chunk index beyond the region");
@@ -422,6 +448,8 @@ std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) 
         // Reading an untouched page maps the shared zero page: no memory is spent on zeros.
         if (s.codec == Codec::kZero && IsZero(dst, kChunkSize)) continue;
         Decode(s.codec, s.rawLen, s.bytes, s.len, dst);
+        if (s.codec != Codec::kZero && cache_.size() * kChunkSize < kRollbackCacheBudget && !cache_.count(s.chunk))
+          cache_.emplace(s.chunk, std::vector<uint8_t>(dst, dst + kChunkSize));
       }
     } catch (...) {
       if (tracking_) uffd_->WriteProtect(runBase, runLen, true);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "bitmap.h"
@@ -97,9 +98,13 @@ class Region {
   SnapshotResult Snapshot(uint64_t snapId, std::string meta);
   // Captures every pending chunk now and returns the chunks written since the head snapshot.
   std::vector<uint32_t> PrepareRollback();
-  // Rewrites `sources` in place and makes them the clean head state. Returns the chunks
-  // written since PrepareRollback that `sources` lacks (nothing changed then; call again).
-  std::vector<uint32_t> Rollback(const std::vector<ChunkSource>& sources);
+  // Of `chunks`, those the rollback cache does not hold decoded for snapshot `target`.
+  std::vector<uint32_t> Uncached(uint64_t target, const std::vector<uint32_t>& chunks);
+  // Rewrites `sources` and the `cached` chunks (from the rollback cache) in place and makes
+  // them the clean head state `target`. Returns the chunks written since PrepareRollback that
+  // neither covers (nothing changed then; call again).
+  std::vector<uint32_t> Rollback(uint64_t target, const std::vector<ChunkSource>& sources,
+                                 const std::vector<uint32_t>& cached);
   RegionStats Stats();
   // The memory grew in place (WebAssembly.Memory.grow): track the new pages too. They were
   // writable untracked, so the next snapshot saves them.
@@ -161,6 +166,11 @@ class Region {
   std::deque<Inflight> inflight_;
   std::deque<RawCapture> rawQueue_;
   RegionStats stats_;
+  // Decoded chunks of the last rollback target: a loop that keeps resetting to one snapshot
+  // (a fuzzer) copies them instead of reading and decoding the store every time.
+  static constexpr size_t kRollbackCacheBudget = 64u << 20;
+  uint64_t cacheSnap_ = 0;
+  std::unordered_map<uint32_t, std::vector<uint8_t>> cache_;
 
   std::shared_ptr<PageSource> source_;
   std::unique_ptr<FaultHandler> handler_;
