@@ -355,7 +355,13 @@ export function pauseChartSpec(report: BenchReport): object {
       height: 220,
       mark: { type: 'line', point: true },
       encoding: {
-        x: { field: 'sizeMiB', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'region size (MiB)' },
+        x: {
+          field: 'sizeMiB',
+          type: 'quantitative',
+          scale: { type: 'log', base: 2 },
+          axis: { values: [...new Set(values.map((v) => v.sizeMiB))], format: 'd' },
+          title: 'region size (MiB)',
+        },
         y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'pause (ms, log)' },
         color: { field: 'series', type: 'nominal', title: null, sort: ['ours'] },
         strokeWidth: { condition: { test: "datum.series === 'ours'", value: 3 }, value: 1.5 },
