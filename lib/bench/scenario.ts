@@ -1,0 +1,531 @@
+// One benchmark scenario, run in a fresh Node process by run.ts:
+//   node --expose-gc dist/lib/bench/scenario.js '<ScenarioTask JSON>'
+// It reports raw samples over IPC (process.send) and exits. Every figure times the real work:
+// snapshots go to a FILE store and persist times end when `persisted` resolves (committed in
+// SQLite, WAL + synchronous=NORMAL); restored memory is compared byte for byte (untimed).
+import Database from 'better-sqlite3';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Region, Store } from '../index';
+import * as base from './baselines';
+import type { BaselineName, MetricId, SampleRow, ScenarioMessage, ScenarioTask } from './types';
+
+const PAGE = 4096;
+const CHUNK = 65536;
+const MiB = 1 << 20;
+/** The store's default batch (Store batchBytes, 8 MiB): sqlite_raw commits the same amount per transaction. */
+const STORE_BATCH_BYTES = 8 << 20;
+
+const nowNs = (): bigint => process.hrtime.bigint();
+const msSince = (t0: bigint): number => Number(nowNs() - t0) / 1e6;
+const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
+
+/** The same even spread as the native baselines (util.h InSpread / SpreadCount). */
+function spreadCount(n: number, fraction: number): number {
+  return Math.round(n * fraction);
+}
+function inSpread(i: number, n: number, count: number): boolean {
+  return Math.floor(((i + 1) * count) / n) > Math.floor((i * count) / n);
+}
+
+/** Read-modify-write of one byte in a page, so the write is real and cannot be elided. */
+function touch(u8: Uint8Array, page: number, by = 1): void {
+  const o = page * PAGE + 64;
+  u8[o] = (u8[o]! + by) & 255;
+}
+
+function touchAllPages(u8: Uint8Array): void {
+  const pages = u8.length / PAGE;
+  for (let p = 0; p < pages; p++) touch(u8, p);
+}
+
+/** Writes every page of `percent`% of the 64 KiB chunks, spread evenly; returns the chunk count. */
+function dirtyChunks(u8: Uint8Array, percent: number): number {
+  const chunks = u8.length / CHUNK;
+  const count = spreadCount(chunks, percent / 100);
+  for (let c = 0; c < chunks; c++) {
+    if (!inSpread(c, chunks, count)) continue;
+    for (let p = 0; p < CHUNK / PAGE; p++) touch(u8, c * (CHUNK / PAGE) + p);
+  }
+  return count;
+}
+
+/** Pages selected by an even spread of `fraction` (what forkReset's children write). */
+function spreadPages(pages: number, fraction: number): Uint32Array {
+  const count = spreadCount(pages, fraction);
+  const out = new Uint32Array(count);
+  let k = 0;
+  for (let i = 0; i < pages; i++) if (inSpread(i, pages, count)) out[k++] = i;
+  return out;
+}
+
+let fileSeq = 0;
+interface Opened {
+  store: Store;
+  region: Region;
+  u8: Uint8Array;
+  file: string;
+}
+
+/**
+ * Starts the store's writer thread, a fixed cost of the store's first snapshot (a Worker: about
+ * 10 MiB and a few ms, paid inside that snapshot() call), with a one-chunk region's snapshot.
+ * The figures are then the region's steady-state costs; docs/benchmark.md gives the cold one.
+ */
+async function warmStore(store: Store): Promise<void> {
+  const warm = Region.alloc(CHUNK, { store, name: 'warm' });
+  new Uint8Array(warm.buffer).fill(1);
+  await warm.snapshot().persisted;
+  warm.close();
+}
+
+/** A fresh file store (writer warmed) with one region of `size`, every page written with fillRealistic data. */
+async function openFilled(task: ScenarioTask, size: number, seed: number): Promise<Opened> {
+  const file = path.join(task.tmpDir, `s${process.pid}-${++fileSeq}.usnap`);
+  const store = Store.open(file);
+  await warmStore(store);
+  const region = Region.alloc(size, { store, name: 'heap' });
+  const u8 = new Uint8Array(region.buffer);
+  base.fillRealistic(u8, seed);
+  return { store, region, u8, file };
+}
+
+function removeStore(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+}
+
+function closeAll(o: Opened): void {
+  o.region.close();
+  o.store.close();
+  removeStore(o.file);
+}
+
+function expect(cond: boolean, what: string): void {
+  if (!cond) throw new Error(`bench self-check failed: ${what}`);
+}
+
+type Samples = Map<string, number[]>;
+function push(m: Samples, key: string, v: number): void {
+  let a = m.get(key);
+  if (!a) m.set(key, (a = []));
+  a.push(v);
+}
+
+// ---- ours ----
+
+const INCREMENTAL: [MetricId, number][] = [
+  ['pause_incremental_1pct', 1],
+  ['pause_incremental_10pct', 10],
+  ['pause_incremental_100pct', 100],
+];
+
+/**
+ * pause_full: the first snapshot of a fully written region. pause_incremental_N: then N% of
+ * the 64 KiB chunks (spread evenly, every page of each) are written and the next snapshot
+ * taken. The figure is the wall time of region.snapshot(), as the program sees it. Each
+ * snapshot is awaited (persisted) before the next step, so no saver work overlaps a pause.
+ */
+async function pause(task: ScenarioTask): Promise<SampleRow[]> {
+  const s: Samples = new Map();
+  for (let r = 0; r < task.runs; r++) {
+    const o = await openFilled(task, task.size, r + 1);
+    gc();
+    let t0 = nowNs();
+    let snap = o.region.snapshot();
+    push(s, 'pause_full', msSince(t0));
+    expect(snap.chunks === task.size / CHUNK, `full snapshot holds ${snap.chunks} chunks`);
+    await snap.persisted;
+    for (const [metric, pct] of INCREMENTAL) {
+      const dirtied = dirtyChunks(o.u8, pct);
+      gc();
+      t0 = nowNs();
+      snap = o.region.snapshot();
+      push(s, metric, msSince(t0));
+      expect(snap.chunks >= dirtied, `${metric}: snapshot holds ${snap.chunks} chunks, ${dirtied} were written`);
+      await snap.persisted;
+    }
+    closeAll(o);
+  }
+  return [...s].map(([metric, ours]) => ({ metric: metric as MetricId, size: task.size, ours }));
+}
+
+/** The program rewrites every page right after a snapshot (while that snapshot is being saved). */
+async function writeOverhead(task: ScenarioTask): Promise<SampleRow[]> {
+  const ours: number[] = [];
+  const pages = task.size / PAGE;
+  for (let r = 0; r < task.runs; r++) {
+    const o = await openFilled(task, task.size, r + 1);
+    gc();
+    const snap = o.region.snapshot();
+    const t0 = nowNs();
+    touchAllPages(o.u8);
+    ours.push((msSince(t0) * 1e3) / pages);
+    await snap.persisted;
+    closeAll(o);
+  }
+  return [{ metric: 'write_overhead_per_page', size: task.size, ours }];
+}
+
+/**
+ * persist_throughput: raw bytes of a full snapshot of a realistic, fully written region
+ * divided by the time from snapshot() until `persisted` resolves on a file store.
+ * store_ratio: the store file's size after close (checkpointed) / the raw bytes.
+ */
+async function persist(task: ScenarioTask): Promise<SampleRow[]> {
+  const rate: number[] = [];
+  const ratio: number[] = [];
+  for (let r = 0; r < task.runs; r++) {
+    const o = await openFilled(task, task.size, r + 1);
+    gc();
+    const t0 = nowNs();
+    const snap = o.region.snapshot();
+    const info = await snap.persisted;
+    const ms = msSince(t0);
+    expect(info.rawBytes === task.size, `persisted ${info.rawBytes} raw bytes of ${task.size}`);
+    rate.push((info.rawBytes * 1e3) / ms);
+    o.region.close();
+    o.store.close();
+    let stored = 0;
+    for (const f of [o.file, `${o.file}-wal`]) if (fs.existsSync(f)) stored += fs.statSync(f).size;
+    ratio.push(stored / info.rawBytes);
+    removeStore(o.file);
+  }
+  return [
+    { metric: 'persist_throughput', size: task.size, ours: rate },
+    { metric: 'store_ratio', size: task.size, ours: ratio },
+  ];
+}
+
+/**
+ * restore_return: Region.restore(store, ...) of a full snapshot until it returns.
+ * materialize_throughput: bytes / time from that call until `await region.ready`.
+ * The store is written once, closed and reopened (a restore starts from the file);
+ * each restored region is checked byte for byte against the original afterwards.
+ */
+async function restore(task: ScenarioTask): Promise<SampleRow[]> {
+  const ret: number[] = [];
+  const rate: number[] = [];
+  const o = await openFilled(task, task.size, 7);
+  const expected = Buffer.from(o.u8);  // a copy
+  const snap = o.region.snapshot();
+  await snap.persisted;
+  o.region.close();
+  o.store.close();
+  const store = Store.open(o.file);
+  for (let r = 0; r < task.runs; r++) {
+    gc();
+    const t0 = nowNs();
+    const region = Region.restore(store, { name: 'heap', snapshot: snap.id });
+    ret.push(msSince(t0));
+    await region.ready;
+    const ms = msSince(t0);
+    rate.push((task.size * 1e3) / ms);
+    expect(expected.equals(new Uint8Array(region.buffer)), 'restored memory differs from the snapshot');
+    region.close();
+  }
+  store.close();
+  removeStore(o.file);
+  return [
+    { metric: 'restore_return', size: task.size, ours: ret },
+    { metric: 'materialize_throughput', size: task.size, ours: rate },
+  ];
+}
+
+/** Time target of one rollback run (iterations adapt to it). */
+const ROLLBACK_RUN_MS = (task: ScenarioTask): number => (task.quick ? 300 : 1000);
+
+/**
+ * A fuzzing loop: write 1% of the pages (spread evenly, as forkReset's children do), roll the
+ * region back in place to the base snapshot; resets per second over a run of iterations.
+ * One untimed warm-up iteration first (its time is reported on stderr).
+ */
+async function rollback(task: ScenarioTask): Promise<SampleRow[]> {
+  const o = await openFilled(task, task.size, 3);
+  const pages = spreadPages(task.size / PAGE, 0.01);
+  const probe = pages[pages.length >> 1]! * PAGE + 64;
+  const original = o.u8[probe]!;
+  const snap = o.region.snapshot();
+  await snap.persisted;
+  const iteration = (it: number): void => {
+    for (let k = 0; k < pages.length; k++) touch(o.u8, pages[k]!, it);
+    o.region.restore(snap);
+  };
+  let t0 = nowNs();
+  iteration(1);
+  const warmMs = msSince(t0);
+  expect(o.u8[probe] === original, 'rollback did not restore the written page');
+  t0 = nowNs();
+  iteration(2);
+  const oneMs = Math.max(msSince(t0), 0.01);
+  process.stderr.write(`rollback: first reset ${warmMs.toFixed(2)} ms, second ${oneMs.toFixed(2)} ms\n`);
+  const iters = Math.min(5000, Math.max(5, Math.ceil(ROLLBACK_RUN_MS(task) / oneMs)));
+  const ours: number[] = [];
+  for (let r = 0; r < task.runs; r++) {
+    gc();
+    t0 = nowNs();
+    for (let i = 0; i < iters; i++) iteration(3 + (i % 200));
+    ours.push((iters * 1e3) / msSince(t0));
+    expect(o.u8[probe] === original, 'rollback did not restore the written page');
+  }
+  closeAll(o);
+  return [{ metric: 'rollback_resets_per_s', size: task.size, ours }];
+}
+
+function vmStatus(field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  if (!m) throw new Error(`no ${field} in /proc/self/status`);
+  return Number(m[1]) * 1024;
+}
+
+/** Resets VmHWM to the current RSS (clear_refs 5); false when the kernel refuses. */
+function resetPeak(): boolean {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A thread sampling VmRSS every 0.5 ms: a cross-check of VmHWM (which the kernel may update late). */
+function startSampler(): { stop(): Promise<number> } {
+  const shared = new Float64Array(new SharedArrayBuffer(16));
+  const src = `
+    const { workerData } = require('node:worker_threads');
+    const fs = require('node:fs');
+    const a = workerData;
+    const buf = Buffer.alloc(4096);
+    const fd = fs.openSync('/proc/self/status', 'r');
+    while (a[1] === 0) {
+      const n = fs.readSync(fd, buf, 0, 4096, 0);
+      const m = /VmRSS:\\s+(\\d+) kB/.exec(buf.toString('latin1', 0, n));
+      if (m && m[1] * 1024 > a[0]) a[0] = m[1] * 1024;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 0.5);
+    }`;
+  const w = new Worker(src, { eval: true, workerData: shared });
+  return {
+    async stop() {
+      shared[1] = 1;
+      await w.terminate();
+      return shared[0]!;
+    },
+  };
+}
+
+/**
+ * The region is fully written and resident; a snapshot of all of it is taken and the program
+ * at once rewrites every page while the snapshot is captured and persisted. Peak RSS (the
+ * larger of VmHWM, reset just before the snapshot, and a 0.5 ms VmRSS sampler thread) minus
+ * the RSS just before, as a fraction of the region.
+ */
+async function peakMemory(task: ScenarioTask): Promise<SampleRow[]> {
+  const ours: number[] = [];
+  for (let r = 0; r < task.runs; r++) {
+    const o = await openFilled(task, task.size, r + 1);
+    gc();
+    await new Promise((res) => setTimeout(res, 50));
+    const sampler = startSampler();
+    const hwm = resetPeak();
+    const rss0 = vmStatus('VmRSS');
+    const snap = o.region.snapshot();
+    touchAllPages(o.u8);
+    await snap.persisted;
+    const sampled = await sampler.stop();
+    const hw = hwm ? vmStatus('VmHWM') : 0;
+    process.stderr.write(`peak_memory: VmHWM +${((hw - rss0) / MiB).toFixed(1)} MiB, sampled +${((sampled - rss0) / MiB).toFixed(1)} MiB\n`);
+    const peak = Math.max(hw, sampled);
+    ours.push(Math.max(peak - rss0, PAGE) / task.size);  // floor: one page, the resolution of RSS
+    closeAll(o);
+  }
+  return [{ metric: 'peak_extra_memory', size: task.size, ours }];
+}
+
+// ---- baselines (each native call is one trial on a region it maps and fills itself) ----
+
+function collect(runs: number, fns: Record<string, () => void>): void {
+  // Interleave the trials so slow phases of a noisy machine spread over all of them.
+  for (let r = 0; r < runs; r++) for (const f of Object.values(fns)) f();
+}
+
+function rows(size: number, byMetric: Map<MetricId, Map<BaselineName, number[]>>): SampleRow[] {
+  return [...byMetric].map(([metric, m]) => ({ metric, size, baselines: [...m].map(([name, samples]) => ({ name, samples })) }));
+}
+
+class BaselineSamples {
+  readonly m = new Map<MetricId, Map<BaselineName, number[]>>();
+  add(metric: MetricId, name: BaselineName, v: number): void {
+    let mm = this.m.get(metric);
+    if (!mm) this.m.set(metric, (mm = new Map()));
+    let a = mm.get(name);
+    if (!a) mm.set(name, (a = []));
+    a.push(v);
+  }
+}
+
+const ms = (ns: number): number => ns / 1e6;
+
+function pauseBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  const size = task.size;
+  const all: MetricId[] = ['pause_full', ...INCREMENTAL.map(([m]) => m)];
+  collect(task.runs, {
+    memcpy: () => {
+      const v = ms(base.memcpyFull(size).ns);  // a full copy: the stop-and-copy snapshot
+      for (const m of all) b.add(m, 'memcpy', v);
+    },
+    fork: () => {
+      const v = ms(base.forkPause(size).ns);  // fork() returns in the parent: a fork-based snapshot's pause
+      for (const m of all) b.add(m, 'fork', v);
+    },
+    mprotect: () => {
+      const v = ms(base.mprotectSigsegvWriteOverhead(size).pauseNs);  // mprotect(PROT_READ) of the region
+      for (const m of all) b.add(m, 'mprotect_sigsegv', v);
+    },
+    wpIoctl: () => {
+      // The bare write-protect a snapshot needs: one ioctl over the whole region for a full
+      // (or 100%) snapshot; one per written 64 KiB chunk (spread like ours) for 1% and 10%.
+      const one = base.wpIoctlRaw(size, 1);
+      b.add('pause_full', 'wp_ioctl_raw', ms(one.fullNs));
+      b.add('pause_incremental_100pct', 'wp_ioctl_raw', ms(one.fullNs));
+      b.add('pause_incremental_1pct', 'wp_ioctl_raw', ms(one.partialNs));
+      b.add('pause_incremental_10pct', 'wp_ioctl_raw', ms(base.wpIoctlRaw(size, 10).partialNs));
+    },
+    wpAsync: () => {
+      // Stop-and-copy with WP_ASYNC tracking: PAGEMAP_SCAN + copy of the written pages.
+      const full = ms(base.wpAsyncScan(size, 1).pauseNs);
+      b.add('pause_full', 'wp_async_scan', full);
+      b.add('pause_incremental_100pct', 'wp_async_scan', full);
+      b.add('pause_incremental_1pct', 'wp_async_scan', ms(base.wpAsyncScan(size, 0.01).pauseNs));
+      b.add('pause_incremental_10pct', 'wp_async_scan', ms(base.wpAsyncScan(size, 0.1).pauseNs));
+    },
+  });
+  return rows(size, b.m);
+}
+
+function writeOverheadBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  const m: MetricId = 'write_overhead_per_page';
+  collect(task.runs, {
+    fork: () => b.add(m, 'fork', base.forkWriteOverhead(task.size).writeNsPerPage / 1e3),
+    mprotect: () => b.add(m, 'mprotect_sigsegv', base.mprotectSigsegvWriteOverhead(task.size).writeNsPerPage / 1e3),
+    wpAsync: () => b.add(m, 'wp_async_scan', base.wpAsyncScan(task.size, 0.01).writeNsPerPage / 1e3),
+  });
+  return rows(task.size, b.m);
+}
+
+/**
+ * Raw better-sqlite3: insert the region's 64 KiB chunks (fillRealistic data, uncompressed) as
+ * blobs into a rowid table, WAL + synchronous=NORMAL, one transaction per STORE_BATCH_BYTES
+ * (the store's default batch). Raw bytes per second until the last commit returns.
+ */
+function sqliteRaw(task: ScenarioTask, seed: number): number {
+  const data = Buffer.allocUnsafe(task.size);
+  base.fillRealistic(data, seed);
+  const file = path.join(task.tmpDir, `raw${process.pid}-${++fileSeq}.sqlite`);
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, chunk INTEGER NOT NULL, data BLOB NOT NULL)');
+    const ins = db.prepare('INSERT INTO blobs (chunk, data) VALUES (?, ?)');
+    const perTx = STORE_BATCH_BYTES / CHUNK;
+    const chunks = task.size / CHUNK;
+    const batch = db.transaction((from: number) => {
+      for (let c = from; c < Math.min(chunks, from + perTx); c++) ins.run(c, data.subarray(c * CHUNK, (c + 1) * CHUNK));
+    });
+    gc();
+    const t0 = nowNs();
+    for (let c = 0; c < chunks; c += perTx) batch(c);
+    return (task.size * 1e3) / msSince(t0);
+  } finally {
+    db.close();
+    removeStore(file);
+  }
+}
+
+function persistBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  let seed = 0;
+  collect(task.runs, {
+    lz4: () => {
+      const r = base.lz4Raw(task.size);
+      b.add('persist_throughput', 'lz4_raw', r.bytesPerSec);
+      b.add('store_ratio', 'lz4_raw', r.compressedBytes / task.size);
+    },
+    sqlite: () => b.add('persist_throughput', 'sqlite_raw', sqliteRaw(task, ++seed)),
+  });
+  return rows(task.size, b.m);
+}
+
+function restoreBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  const file = path.join(task.tmpDir, `image${process.pid}.bin`);
+  base.writeImage(file, task.size, { seed: 7 });
+  try {
+    collect(task.runs, {
+      read: () => {
+        const r = base.readImage(file);  // warm page cache, like the store file ours reads
+        b.add('restore_return', 'read_image', ms(r.ns));
+        b.add('materialize_throughput', 'read_image', r.bytesPerSec);
+      },
+      copy: () => b.add('materialize_throughput', 'uffdio_copy_raw', base.uffdioCopyRaw(task.size, { wp: true }).bytesPerSec),
+    });
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+  return rows(task.size, b.m);
+}
+
+function rollbackBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  const m: MetricId = 'rollback_resets_per_s';
+  const cal = base.forkReset(task.size, 0.01, 3);
+  const iters = Math.min(5000, Math.max(5, Math.ceil((ROLLBACK_RUN_MS(task) * 1e6) / cal.nsPerIter)));
+  collect(task.runs, {
+    forkReset: () => b.add(m, 'fork_reset', base.forkReset(task.size, 0.01, iters).itersPerSec),
+    memcpy: () => b.add(m, 'memcpy', 1e9 / base.memcpyFull(task.size).ns),  // copy the whole region back per reset
+  });
+  return rows(task.size, b.m);
+}
+
+function peakMemoryBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  collect(task.runs, { fork: () => b.add('peak_extra_memory', 'fork', Math.max(base.forkPeakExtra(task.size, 'lz4').fraction, PAGE / task.size)) });
+  return rows(task.size, b.m);
+}
+
+const SCENARIOS: Record<ScenarioTask['scenario'], (t: ScenarioTask) => SampleRow[] | Promise<SampleRow[]>> = {
+  pause,
+  pause_baselines: pauseBaselines,
+  write_overhead: writeOverhead,
+  write_overhead_baselines: writeOverheadBaselines,
+  persist,
+  persist_baselines: persistBaselines,
+  restore,
+  restore_baselines: restoreBaselines,
+  rollback,
+  rollback_baselines: rollbackBaselines,
+  peak_memory: peakMemory,
+  peak_memory_baselines: peakMemoryBaselines,
+};
+
+async function main(): Promise<void> {
+  let msg: ScenarioMessage;
+  try {
+    const task = JSON.parse(process.argv[2] ?? '') as ScenarioTask;
+    const fn = SCENARIOS[task.scenario];
+    if (!fn) throw new Error(`unknown scenario ${task.scenario}`);
+    if (!Number.isSafeInteger(task.size) || task.size <= 0 || task.size % CHUNK !== 0) throw new Error(`bad size ${task.size}`);
+    msg = { ok: true, rows: await fn(task) };
+  } catch (err) {
+    msg = { ok: false, error: (err as Error).stack ?? String(err) };
+  }
+  if (process.send) {
+    process.send(msg, () => process.exit(msg.ok ? 0 : 1));
+  } else {
+    process.stdout.write(JSON.stringify(msg) + '\n', () => process.exit(msg.ok ? 0 : 1));
+  }
+}
+
+void main();

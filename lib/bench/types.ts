@@ -1,0 +1,132 @@
+// Shapes shared by the bench runner (run.ts) and the scenario processes (scenario.ts).
+
+export type BenchMode = 'quick' | 'default' | 'full';
+
+export interface BenchMachine {
+  kernel: string;
+  cpu: string;
+  cores: number;
+  node: string;
+}
+
+export interface BenchFigure {
+  min: number;
+  median: number;
+}
+
+export interface BenchBaseline extends BenchFigure {
+  name: BaselineName;
+  /** > 1: ours is better by this factor. Computed from the two medians (see ratioOf in run.ts). */
+  ratio: number;
+}
+
+export interface BenchResult {
+  metric: MetricId;
+  unit: string;
+  /** Region size in bytes. */
+  size: number;
+  ours: BenchFigure;
+  baselines: BenchBaseline[];
+}
+
+export interface BenchReport {
+  machine: BenchMachine;
+  mode: BenchMode;
+  date: string;
+  results: BenchResult[];
+}
+
+export const METRICS = [
+  'pause_full',
+  'pause_incremental_1pct',
+  'pause_incremental_10pct',
+  'pause_incremental_100pct',
+  'write_overhead_per_page',
+  'persist_throughput',
+  'store_ratio',
+  'restore_return',
+  'materialize_throughput',
+  'rollback_resets_per_s',
+  'peak_extra_memory',
+] as const;
+export type MetricId = (typeof METRICS)[number];
+
+export type BaselineName =
+  | 'memcpy'
+  | 'fork'
+  | 'mprotect_sigsegv'
+  | 'wp_async_scan'
+  | 'wp_ioctl_raw'
+  | 'lz4_raw'
+  | 'sqlite_raw'
+  | 'read_image'
+  | 'uffdio_copy_raw'
+  | 'fork_reset';
+
+/**
+ * Which way is better, per metric. Times, memory and stored size: lower is better, and a
+ * baseline's ratio is baseline / ours. Throughputs and rates: higher is better, and the
+ * ratio is ours / baseline. Either way ratio > 1 means ours wins by that factor.
+ */
+export const LOWER_IS_BETTER: Record<MetricId, boolean> = {
+  pause_full: true,
+  pause_incremental_1pct: true,
+  pause_incremental_10pct: true,
+  pause_incremental_100pct: true,
+  write_overhead_per_page: true,
+  persist_throughput: false,
+  store_ratio: true,
+  restore_return: true,
+  materialize_throughput: false,
+  rollback_resets_per_s: false,
+  peak_extra_memory: true,
+};
+
+export const UNITS: Record<MetricId, string> = {
+  pause_full: 'ms',
+  pause_incremental_1pct: 'ms',
+  pause_incremental_10pct: 'ms',
+  pause_incremental_100pct: 'ms',
+  write_overhead_per_page: 'us/page',
+  persist_throughput: 'B/s',
+  store_ratio: 'stored/raw',
+  restore_return: 'ms',
+  materialize_throughput: 'B/s',
+  rollback_resets_per_s: 'resets/s',
+  peak_extra_memory: 'fraction of region',
+};
+
+/** What a scenario process is asked to do (argv[2] of scenario.js, as JSON). */
+export interface ScenarioTask {
+  scenario: ScenarioName;
+  size: number;
+  runs: number;
+  /** A directory the scenario may use for files; it removes what it creates. */
+  tmpDir: string;
+  /** Quick mode: shorter timed loops. */
+  quick: boolean;
+}
+
+export type ScenarioName =
+  | 'pause'
+  | 'pause_baselines'
+  | 'write_overhead'
+  | 'write_overhead_baselines'
+  | 'persist'
+  | 'persist_baselines'
+  | 'restore'
+  | 'restore_baselines'
+  | 'rollback'
+  | 'rollback_baselines'
+  | 'peak_memory'
+  | 'peak_memory_baselines';
+
+/** Raw samples of one metric at one size, as a scenario reports them (either side may be absent). */
+export interface SampleRow {
+  metric: MetricId;
+  size: number;
+  ours?: number[];
+  baselines?: { name: BaselineName; samples: number[] }[];
+}
+
+export type ScenarioMessage = { ok: true; rows: SampleRow[] } | { ok: false; error: string };

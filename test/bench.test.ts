@@ -1,0 +1,75 @@
+// Runs the compiled bench entry in --quick --json mode and validates the report.
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LOWER_IS_BETTER, METRICS, type BenchReport } from '../lib/bench/types';
+
+const ENTRY = path.join(__dirname, '..', 'dist', 'lib', 'bench', 'main.js');
+
+/** The baselines each metric must carry (issue 8). */
+const EXPECTED: Record<string, string[]> = {
+  pause_full: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
+  pause_incremental_1pct: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
+  pause_incremental_10pct: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
+  pause_incremental_100pct: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
+  write_overhead_per_page: ['fork', 'mprotect_sigsegv', 'wp_async_scan'],
+  persist_throughput: ['lz4_raw', 'sqlite_raw'],
+  store_ratio: ['lz4_raw'],
+  restore_return: ['read_image'],
+  materialize_throughput: ['uffdio_copy_raw', 'read_image'],
+  rollback_resets_per_s: ['fork_reset', 'memcpy'],
+  peak_extra_memory: ['fork'],
+};
+
+function finiteNumbers(x: unknown, where: string): void {
+  if (typeof x === 'number') {
+    expect(Number.isFinite(x), `${where} is ${x}`).toBe(true);
+  } else if (Array.isArray(x)) {
+    x.forEach((v, i) => finiteNumbers(v, `${where}[${i}]`));
+  } else if (x && typeof x === 'object') {
+    for (const [k, v] of Object.entries(x)) finiteNumbers(v, `${where}.${k}`);
+  }
+}
+
+describe('usnap bench --quick --json', () => {
+  it('reports every metric with finite figures and ratios from the same run', async () => {
+    const t0 = Date.now();
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [ENTRY, '--quick', '--json'], { maxBuffer: 64 << 20, timeout: 150_000 }, (err, out, errOut) => {
+        if (err) reject(new Error(`${err.message}\n${errOut}`));
+        else resolve(out);
+      });
+    });
+    const seconds = (Date.now() - t0) / 1000;
+    expect(seconds).toBeLessThan(90);
+
+    const report = JSON.parse(stdout) as BenchReport;
+    expect(report.mode).toBe('quick');
+    expect(Number.isNaN(Date.parse(report.date))).toBe(false);
+    expect(typeof report.machine.kernel).toBe('string');
+    expect(report.machine.cpu.length).toBeGreaterThan(0);
+    expect(report.machine.cores).toBeGreaterThan(0);
+    expect(report.machine.node).toBe(process.version);
+    finiteNumbers(report, 'report');
+
+    for (const m of METRICS) {
+      const rows = report.results.filter((r) => r.metric === m);
+      expect(rows.length, `metric ${m}`).toBeGreaterThan(0);
+      for (const r of rows) {
+        expect(r.size).toBeGreaterThan(0);
+        expect(typeof r.unit).toBe('string');
+        expect(r.ours.min).toBeGreaterThan(0);
+        expect(r.ours.min).toBeLessThanOrEqual(r.ours.median);
+        expect(r.baselines.map((b) => b.name).sort()).toEqual([...EXPECTED[m]!].sort());
+        for (const b of r.baselines) {
+          expect(b.min).toBeGreaterThan(0);
+          expect(b.min).toBeLessThanOrEqual(b.median);
+          // ratio > 1: ours better; recomputed from this run's medians.
+          const want = LOWER_IS_BETTER[m] ? b.median / r.ours.median : r.ours.median / b.median;
+          expect(b.ratio).toBeCloseTo(want, 9);
+        }
+      }
+    }
+    for (const r of report.results) expect((METRICS as readonly string[]).includes(r.metric)).toBe(true);
+  }, 160_000);
+});
