@@ -92,8 +92,9 @@ describe('snapshot and in-place rollback', () => {
     for (let off = 0; off < size; off += 8192) bytes[off + 1] ^= 0x55;
     const after = bytes.slice();
     const st = region.stats();
-    expect(st.pagesCapturedOnFault).toBeGreaterThan(0);
-    expect(st.faults).toBeGreaterThan(0);
+    // How many chunks the handler took before the saver got to them depends on scheduling;
+    // that each of the 1024 chunks trapped exactly once (16-page fault-around) does not.
+    expect(st.faults).toBe(1024);
     await s.persisted;
     const t = region.snapshot();
     region.restore(s);
