@@ -431,8 +431,12 @@ Napi::Value SourceSupply(const Napi::CallbackInfo& info) {
     }
     ChunkArrays a(env, info[1].As<Napi::Object>());
     for (size_t i = 0; i < a.n; i++) {
-      if (!src->Supply(a.chunk[i], static_cast<Codec>(a.codec[i]), a.rawLen[i], a.hash[i], a.bytes(i), a.len(i)))
-        return Napi::Boolean::New(env, false);
+      auto blob = std::make_shared<Blob>();
+      blob->codec = static_cast<Codec>(a.codec[i]);
+      blob->rawLen = a.rawLen[i];
+      blob->hash = a.hash[i];
+      blob->bytes.assign(a.bytes(i), a.bytes(i) + a.len(i));
+      if (!src->Supply(a.chunk[i], std::move(blob))) return Napi::Boolean::New(env, false);
     }
     return Napi::Boolean::New(env, true);
   });

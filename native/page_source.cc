@@ -15,10 +15,8 @@ PageSource::PageSource(Userfaultfd* uffd, uint8_t* base, size_t nChunks, std::st
       label_(std::move(label)),
       state_(nChunks, kMissing),
       hasData_(nChunks, 0),
-      staged_(nChunks),
       zeroServed_(nChunks, 0),
-      faulted_(nChunks, 0),
-      corruptWhy_(nChunks) {}
+      faulted_(nChunks, 0) {}
 
 PageSource::~PageSource() { Close(); }
 
@@ -51,26 +49,51 @@ void PageSource::SetPlan(const std::vector<uint8_t>& hasData) {
 
 void PageSource::Stage(uint32_t chunk, BlobPtr blob) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (staged_.empty()) staged_.resize(nChunks_);
   if (chunk < nChunks_) staged_[chunk] = std::move(blob);
 }
 
 void PageSource::StartPrefetch() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!prefetch_.joinable() && !closed_) prefetch_ = std::thread([this] { PrefetchLoop(); });
+  prefetchStaged_ = true;
+  if (!filler_.joinable() && !closed_) filler_ = std::thread([this] { FillerLoop(); });
+  cv_.notify_all();
 }
 
-void PageSource::PrefetchLoop() {
-  for (uint32_t c = 0; c < nChunks_; c++) {
+// Materializes supplied chunks first (a fault may be waiting on them), then staged ones.
+void PageSource::FillerLoop() {
+  for (;;) {
+    uint32_t c = 0;
     BlobPtr blob;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        if (closed_ || !supplied_.empty()) return true;
+        if (!prefetchStaged_) return false;
+        while (stagedCursor_ < nChunks_ && (!hasData_[stagedCursor_] || state_[stagedCursor_] != kMissing ||
+                                            staged_.empty() || !staged_[stagedCursor_]))
+          stagedCursor_++;
+        return stagedCursor_ < nChunks_;
+      });
       if (closed_) return;
-      if (!hasData_[c] || state_[c] != kMissing || !staged_[c]) continue;
+      if (!supplied_.empty()) {
+        c = supplied_.front().first;
+        blob = std::move(supplied_.front().second);
+        supplied_.pop_front();
+        suppliedBytes_ -= blob->bytes.size();
+        cv_.notify_all();  // room for the reader
+        if (state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt) continue;
+      } else {
+        c = static_cast<uint32_t>(stagedCursor_++);
+        blob = staged_[c];
+      }
       state_[c] = kFilling;
       fillers_++;
-      blob = staged_[c];
     }
-    Materialize(c, blob->codec, blob->rawLen, blob->hash, blob->bytes.data(), blob->bytes.size());
+    if (blob->codec == Codec::kZero)
+      ServeZero(c);  // a data chunk that is zero in the store: the reader's plan knew better
+    else
+      Materialize(c, blob->codec, blob->rawLen, blob->hash, blob->bytes.data(), blob->bytes.size());
   }
 }
 
@@ -96,7 +119,7 @@ void PageSource::OnMissingFault(uintptr_t addr) {
         if (closed_) break;
         if (planned_ && !hasData_[c]) {
           zero = true;
-        } else if (staged_[c]) {
+        } else if (!staged_.empty() && staged_[c]) {
           blob = staged_[c];
         } else {
           state_[c] = kWanted;
@@ -143,18 +166,16 @@ std::vector<uint32_t> PageSource::NextToFetch(size_t max, int waitMs) {
   return out;
 }
 
-bool PageSource::Supply(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes, size_t len) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return false;
-    if (c >= nChunks_ || state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt) return true;
-    state_[c] = kFilling;
-    fillers_++;
-  }
-  if (codec == Codec::kZero)
-    ServeZero(c);  // a data chunk that is zero in the store: the reader's plan knew better
-  else
-    Materialize(c, codec, rawLen, hash, bytes, len);
+bool PageSource::Supply(uint32_t c, BlobPtr blob) {
+  constexpr size_t kMaxQueued = 32u << 20;
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return closed_ || suppliedBytes_ < kMaxQueued; });
+  if (closed_) return false;
+  if (c >= nChunks_ || state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt) return true;
+  suppliedBytes_ += blob->bytes.size();
+  supplied_.emplace_back(c, std::move(blob));
+  if (!filler_.joinable()) filler_ = std::thread([this] { FillerLoop(); });
+  cv_.notify_all();
   return true;
 }
 
@@ -308,5 +329,5 @@ void PageSource::Close() {
     cv_.notify_all();
     cv_.wait(lock, [&] { return fillers_ == 0; });
   }
-  if (prefetch_.joinable()) prefetch_.join();
+  if (filler_.joinable()) filler_.join();
 }

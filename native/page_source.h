@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "bitmap.h"
@@ -25,7 +26,7 @@ class PageSource {
   // Which chunks hold data; until the plan is set every fault waits for the reader.
   void SetPlan(const std::vector<uint8_t>& hasData);
   void Stage(uint32_t chunk, BlobPtr blob);
-  // Materializes staged chunks on a background thread.
+  // Materializes staged chunks on the filler thread.
   void StartPrefetch();
 
   // Fault handler thread.
@@ -33,8 +34,10 @@ class PageSource {
 
   // Reader thread: chunks to fetch, faulted ones first, then the rest in order.
   std::vector<uint32_t> NextToFetch(size_t max, int waitMs);
-  // Returns false when the source is closed. A corrupt chunk is recorded (see corrupt()).
-  bool Supply(uint32_t chunk, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes, size_t len);
+  // Queues a chunk for the filler thread, so the reader can fetch the next ones meanwhile
+  // (blocks while too much is queued). Returns false when the source is closed. A corrupt
+  // chunk is recorded (see corrupt()).
+  bool Supply(uint32_t chunk, BlobPtr blob);
 
   // Blocks until every data chunk is in memory (or corrupt, or closed). False on timeout.
   bool WaitReady(int timeoutMs);
@@ -62,7 +65,7 @@ class PageSource {
   void ServeZero(uint32_t c);
   void Finish(uint32_t c, State s);
   [[noreturn]] void DieCorrupt(uint32_t c);
-  void PrefetchLoop();
+  void FillerLoop();
 
   static constexpr size_t kChunk = 64 * 1024;
   Userfaultfd* uffd_;
@@ -86,6 +89,10 @@ class PageSource {
   size_t dataDone_ = 0;  // present or corrupt
   size_t fillers_ = 0;   // threads inside Materialize/ServeZero
   std::string corrupt_;
-  std::vector<std::string> corruptWhy_;
-  std::thread prefetch_;
+  std::unordered_map<uint32_t, std::string> corruptWhy_;
+  bool prefetchStaged_ = false;
+  size_t stagedCursor_ = 0;
+  std::deque<std::pair<uint32_t, BlobPtr>> supplied_;
+  size_t suppliedBytes_ = 0;
+  std::thread filler_;
 };

@@ -102,7 +102,7 @@ Region::Region(const RegionOptions& opts)
   if (!base_ || reinterpret_cast<uintptr_t>(base_) % kPageSize != 0)
     throw std::invalid_argument("region memory is not page-aligned");
   try {
-    const UffdProbe probe = Userfaultfd::Probe();
+    static const UffdProbe probe = Userfaultfd::Probe();  // the kernel's features do not change
     if (!probe.ok) throw SysError(probe.failedOp, probe.errnum);
     if (!(probe.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) throw SysError("UFFD_FEATURE_PAGEFAULT_FLAG_WP", ENOTSUP);
     // Unpopulated pages must trap too, or a first write to one would go unrecorded.
@@ -119,7 +119,6 @@ Region::Region(const RegionOptions& opts)
       uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_WP);
     }
     handler_ = std::make_unique<FaultHandler>(this, uffd_->fd());
-    saver_ = std::make_unique<Saver>(this);
   } catch (...) {
     handler_.reset();
     uffd_.reset();
@@ -194,6 +193,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
     written_.ClearAll();
     for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
     sink_->Open(snapId, regionKey_, r.full, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
+    if (!saver_) saver_ = std::make_unique<Saver>(this);
     if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0, scanLater, nullptr});
     r.pauseNs = NowNs() - t0;
     stats_.snapshots++;

@@ -15,7 +15,7 @@ export interface ReaderJob {
 
 export type ReaderMessage = { type: 'ready'; source: number; corrupt: string } | { type: 'failed'; source: number; message: string };
 
-const FETCH_BATCH = 32;
+const FETCH_BATCH = 64;
 
 async function main(): Promise<void> {
   const { path, port } = workerData as { path: string; port: MessagePort };
