@@ -208,6 +208,11 @@ export class Store {
       throw sqliteError(err, file);
     }
     this.sink = native().sink_open();
+    // Started now rather than in the first snapshot()'s pause; idle, it keeps nothing alive.
+    if (!this.readonly && !this.memory) {
+      this.startWorker();
+      this.worker!.unref();
+    }
   }
 
   /** Opens (creating if needed) a store file, or ':memory:' for a store that lives in RAM. */
