@@ -14,6 +14,7 @@ export interface NativeRegionStats {
   wpFaults: number;
   missingFaults: number;
   chunksCapturedByHandler: number;
+  chunksEncodedByHandler: number;
   chunksSavedInBackground: number;
   savesDiscarded: number;
   bytesCaptured: number;
@@ -91,6 +92,8 @@ export interface Addon {
   region_open(opts: {
     size?: number;
     faultAroundPages: number;
+    faultAroundMaxPages?: number;
+    captureBudget?: number;
     sink: number;
     regionKey: number;
     memory?: Uint8Array;

@@ -11,12 +11,32 @@ export interface RegionOptions {
   name?: string;
   /** Pages unprotected (and saved) per write fault: a power of two, default 16 (one chunk). */
   faultAround?: number;
+  /**
+   * A write continuing right after the previous fault's pages doubles the group, up to this
+   * many pages (power of two, default 512 = 2 MiB): sequential writers trap far less often.
+   * Set it to `faultAround` to turn growth off.
+   */
+  faultAroundMax?: number;
+  /**
+   * Bytes of raw page copies the fault handler may hold for the background saver (default
+   * 64 MiB). When a program rewrites memory faster than it can be compressed, the handler
+   * compresses further chunks itself: writes wait longer, memory stays bounded.
+   */
+  captureBudget?: number;
 }
 
 export interface RestoreOptions {
   name: string;
   snapshot: number | Snapshot;
   faultAround?: number;
+  faultAroundMax?: number;
+  captureBudget?: number;
+}
+
+interface Tuning {
+  faultAround: number;
+  faultAroundMax: number;
+  captureBudget: number;
 }
 
 export interface RegionStats {
@@ -24,6 +44,8 @@ export interface RegionStats {
   faults: number;
   /** Pages saved by the fault handler (written before the saver reached them). */
   pagesCapturedOnFault: number;
+  /** Of those, pages the handler compressed itself because the capture budget was spent. */
+  pagesCompressedOnFault: number;
   /** Pages saved by the background saver. */
   pagesSavedInBackground: number;
   /** Bytes of memory captured into snapshots. */
@@ -43,7 +65,7 @@ export interface RegionStats {
   pendingChunks: number;
 }
 
-const OPTION_KEYS = ['store', 'name', 'faultAround'];
+const OPTION_KEYS = ['store', 'name', 'faultAround', 'faultAroundMax', 'captureBudget'];
 let unnamed = 0;
 
 function checkOptions(opts: unknown, keys: string[], where: string): void {
@@ -56,12 +78,21 @@ function checkOptions(opts: unknown, keys: string[], where: string): void {
   }
 }
 
-function checkFaultAround(v: unknown): number {
-  if (v === undefined) return 16;
+function checkPages(what: string, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
   if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 512 || ((v as number) & ((v as number) - 1)) !== 0) {
-    throw invalidArgument('faultAround', 'a power of two from 1 to 512 (pages)', v);
+    throw invalidArgument(what, 'a power of two from 1 to 512 (pages)', v);
   }
   return v as number;
+}
+
+function checkTuning(opts: { faultAround?: number; faultAroundMax?: number; captureBudget?: number }): Tuning {
+  const faultAround = checkPages('faultAround', opts.faultAround, 16);
+  const faultAroundMax = checkPages('faultAroundMax', opts.faultAroundMax, Math.max(512, faultAround));
+  if (faultAroundMax < faultAround) throw invalidArgument('faultAroundMax', `a power of two from faultAround (${faultAround}) to 512`, faultAroundMax);
+  const captureBudget = opts.captureBudget ?? 64 << 20;
+  if (!Number.isSafeInteger(captureBudget) || captureBudget < 0) throw invalidArgument('captureBudget', 'a non-negative integer (bytes)', captureBudget);
+  return { faultAround, faultAroundMax, captureBudget };
 }
 
 /**
@@ -83,7 +114,7 @@ export class Region {
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
 
-  private constructor(init: { size: number; store?: Store; name?: string; faultAround: number; memory?: WebAssembly.Memory; restoreLabel?: string }) {
+  private constructor(init: { size: number; store?: Store; name?: string; tuning: Tuning; memory?: WebAssembly.Memory; restoreLabel?: string }) {
     this.ownsStore = !init.store;
     this.store = init.store ?? Store.open(':memory:');
     if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
@@ -98,7 +129,9 @@ export class Region {
     try {
       this.handle = native().region_open({
         size: init.size,
-        faultAroundPages: init.faultAround,
+        faultAroundPages: init.tuning.faultAround,
+        faultAroundMaxPages: init.tuning.faultAroundMax,
+        captureBudget: init.tuning.captureBudget,
         sink: this.store.sink,
         regionKey: this.key,
         ...(init.memory ? { memory: new Uint8Array(init.memory.buffer) } : {}),
@@ -120,10 +153,10 @@ export class Region {
       throw new SnapshotError('INVALID_ARGUMENT', `size ${size} is larger than the address space allows (64 TiB)`, { hint: 'Allocate a smaller region.' });
     }
     checkOptions(opts, OPTION_KEYS, 'Region.alloc');
-    const faultAround = checkFaultAround(opts.faultAround);
+    const tuning = checkTuning(opts);
     checkName(opts.name);
     const rounded = Math.ceil(size / CHUNK_SIZE) * CHUNK_SIZE;
-    return new Region({ size: rounded, store: opts.store, name: opts.name, faultAround });
+    return new Region({ size: rounded, store: opts.store, name: opts.name, tuning });
   }
 
   /**
@@ -136,7 +169,7 @@ export class Region {
     checkName(opts.name);
     const size = memory.buffer.byteLength;
     if (size === 0) throw new SnapshotError('INVALID_ARGUMENT', 'the WebAssembly.Memory has no pages', { hint: 'Grow it to at least one page first.' });
-    return new Region({ size, store: opts.store, name: opts.name, faultAround: checkFaultAround(opts.faultAround), memory });
+    return new Region({ size, store: opts.store, name: opts.name, tuning: checkTuning(opts), memory });
   }
 
   /**
@@ -147,7 +180,7 @@ export class Region {
    */
   static restore(store: Store, opts: RestoreOptions): Region {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
-    checkOptions(opts, ['name', 'snapshot', 'faultAround'], 'Region.restore');
+    checkOptions(opts, ['name', 'snapshot', 'faultAround', 'faultAroundMax', 'captureBudget'], 'Region.restore');
     checkName(opts.name);
     const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
     const info = store._snapshotRegion(checkSnapshotId(id));
@@ -156,10 +189,10 @@ export class Region {
         hint: `Pass name: "${info.name}".`,
       });
     }
-    const faultAround = checkFaultAround(opts.faultAround);
+    const tuning = checkTuning(opts);
     if (store._hasUnpersistedHistory(id!)) {
       // Part of its history exists only in this process's memory: copy it in eagerly.
-      const region = new Region({ size: info.size, store, name: opts.name, faultAround });
+      const region = new Region({ size: info.size, store, name: opts.name, tuning });
       try {
         region.restore(id!);
       } catch (err) {
@@ -169,7 +202,7 @@ export class Region {
       return region;
     }
     const label = `store ${store.path}, region "${opts.name}", snapshot ${id}`;
-    const region = new Region({ size: info.size, store, name: opts.name, faultAround, restoreLabel: label });
+    const region = new Region({ size: info.size, store, name: opts.name, tuning, restoreLabel: label });
     region._head = id!;
     region.source = native().region_source(region.handle!);
     region._ready = store._fillLazily(region.source, id!, info.size / CHUNK_SIZE, label);
@@ -344,6 +377,7 @@ export class Region {
     return {
       faults: s.wpFaults + s.missingFaults,
       pagesCapturedOnFault: s.chunksCapturedByHandler * pagesPerChunk,
+      pagesCompressedOnFault: s.chunksEncodedByHandler * pagesPerChunk,
       pagesSavedInBackground: s.chunksSavedInBackground * pagesPerChunk,
       bytesCaptured: s.bytesCaptured,
       savesRedone: s.savesDiscarded,

@@ -183,6 +183,10 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
     auto handle = std::make_unique<RegionHandle>();
     RegionOptions ro;
     ro.faultAroundPages = opts.Get("faultAroundPages").As<Napi::Number>().Uint32Value();
+    if (opts.Get("faultAroundMaxPages").IsNumber())
+      ro.faultAroundMaxPages = opts.Get("faultAroundMaxPages").As<Napi::Number>().Uint32Value();
+    if (opts.Get("captureBudget").IsNumber())
+      ro.captureBudget = static_cast<size_t>(opts.Get("captureBudget").As<Napi::Number>().Int64Value());
     ro.regionKey = opts.Get("regionKey").As<Napi::Number>().Uint32Value();
     ro.sink = FindSink(env, opts.Get("sink"));
     Napi::Value restore = opts.Get("restore");
@@ -342,6 +346,7 @@ Napi::Value RegionStatsFn(const Napi::CallbackInfo& info) {
     num("wpFaults", s.wpFaults);
     num("missingFaults", s.missingFaults);
     num("chunksCapturedByHandler", s.chunksCapturedByHandler);
+    num("chunksEncodedByHandler", s.chunksEncodedByHandler);
     num("chunksSavedInBackground", s.chunksSavedInBackground);
     num("savesDiscarded", s.savesDiscarded);
     num("bytesCaptured", s.bytesCaptured);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -91,12 +92,14 @@ Region::Region(const RegionOptions& opts)
       nPages_(opts.size / kPageSize),
       nChunks_(opts.size / kChunkSize),
       faultAround_(opts.faultAroundPages),
+      faultAroundMax_(std::max(opts.faultAroundPages, opts.faultAroundMaxPages)),
+      captureBudget_(opts.captureBudget),
       regionKey_(opts.regionKey),
       sink_(opts.sink),
       written_(opts.size / kPageSize),
       pendingSnap_(opts.size / kChunkSize, 0) {
   if (size_ == 0 || size_ % kChunkSize != 0) throw std::invalid_argument("size must be a positive multiple of 64 KiB");
-  if (faultAround_ == 0 || (faultAround_ & (faultAround_ - 1)) != 0)
+  if (faultAround_ == 0 || (faultAround_ & (faultAround_ - 1)) != 0 || (faultAroundMax_ & (faultAroundMax_ - 1)) != 0)
     throw std::invalid_argument("faultAround must be a power of two");
   base_ = opts.base;
   if (!base_ || reinterpret_cast<uintptr_t>(base_) % kPageSize != 0)
@@ -206,12 +209,20 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
 
 void Region::CaptureLocked(uint32_t c) {
   const uint64_t snap = pendingSnap_[c];
-  BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
-  sink_->Stage(snap, c, raw);
-  rawQueue_.push_back({snap, c, std::move(raw)});
   pendingSnap_[c] = 0;
   stats_.chunksCapturedByHandler++;
   stats_.bytesCaptured += kChunkSize;
+  if (rawQueueBytes_ >= captureBudget_) {
+    // The saver is behind: compressing here makes the writer wait longer, but bounds the
+    // memory a snapshot of a region the program keeps rewriting can take.
+    stats_.chunksEncodedByHandler++;
+    sink_->Put(snap, c, Encode(ChunkAddr(c), kChunkSize));
+    return;
+  }
+  BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
+  sink_->Stage(snap, c, raw);
+  rawQueue_.push_back({snap, c, std::move(raw)});
+  rawQueueBytes_ += kChunkSize;
 }
 
 void Region::FlushLocked() {
@@ -233,7 +244,11 @@ void Region::OnWriteFault(uintptr_t addr) {
     if (addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) return;
     const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
     size_t g0 = page & ~static_cast<size_t>(faultAround_ - 1);
-    size_t g1 = std::min(g0 + faultAround_, nPages_);
+    // A write that continues right where the previous fault's group ended is sequential:
+    // double the group (up to faultAroundMax) to pay one trap for more pages.
+    size_t span = faultAround_;
+    if (g0 == lastGroupEnd_) span = std::min<size_t>(lastSpan_ * 2, faultAroundMax_);
+    size_t g1 = std::min(g0 + span, nPages_);
     if (source_ && !source_->ready()) {
       // Chunks still missing must not be captured or unprotected: keep to the faulting one.
       g0 = std::max(g0, page / kPagesPerChunk * kPagesPerChunk);
@@ -245,6 +260,8 @@ void Region::OnWriteFault(uintptr_t addr) {
         captured = true;
       }
     }
+    lastGroupEnd_ = g1;
+    lastSpan_ = span;
     // Unprotecting wakes the faulting thread(s).
     uffd_->WriteProtect(base_ + g0 * kPageSize, (g1 - g0) * kPageSize, false);
     if (!closed_) written_.SetRange(g0, g1);
@@ -311,6 +328,7 @@ bool Region::SaveStep() {
     if (!rawQueue_.empty()) {
       raw = std::move(rawQueue_.front());
       rawQueue_.pop_front();
+      rawQueueBytes_ -= kChunkSize;
     } else if (!inflight_.empty() && inflight_.front().scanPending) {
       scanFor = inflight_.front().snap;
       inflight_.front().scanPending = false;

@@ -25,7 +25,9 @@ constexpr size_t kPagesPerChunk = kChunkSize / kPageSize;
 
 struct RegionOptions {
   size_t size = 0;                 // bytes, a multiple of kChunkSize
-  uint32_t faultAroundPages = 16;  // a power of two
+  uint32_t faultAroundPages = 16;  // a power of two: pages unprotected (and saved) per write fault
+  uint32_t faultAroundMaxPages = 512;  // sequential faults double the group up to this
+  size_t captureBudget = 64u << 20;    // raw copies held for the saver; beyond it the handler compresses
   uint8_t* base = nullptr;         // page-aligned memory the caller keeps mapped beyond Close()
   uint32_t regionKey = 0;          // the store's id for this region, carried to the writer
   std::shared_ptr<Sink> sink;
@@ -37,6 +39,7 @@ struct RegionStats {
   uint64_t wpFaults = 0;
   uint64_t missingFaults = 0;
   uint64_t chunksCapturedByHandler = 0;
+  uint64_t chunksEncodedByHandler = 0;  // captured over budget: compressed in the fault itself
   uint64_t chunksSavedInBackground = 0;
   uint64_t savesDiscarded = 0;  // background saves lost to a racing fault (work done twice)
   uint64_t bytesCaptured = 0;   // raw bytes of snapshot contents captured
@@ -152,6 +155,11 @@ class Region {
   size_t nPages_ = 0;
   size_t nChunks_ = 0;
   uint32_t faultAround_ = 16;
+  uint32_t faultAroundMax_ = 512;
+  size_t captureBudget_ = 64u << 20;
+  size_t lastGroupEnd_ = SIZE_MAX;  // where the previous fault's group ended
+  size_t lastSpan_ = 0;
+  size_t rawQueueBytes_ = 0;
   uint32_t regionKey_ = 0;
   std::shared_ptr<Sink> sink_;
   std::unique_ptr<Userfaultfd> uffd_;

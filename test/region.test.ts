@@ -80,7 +80,7 @@ describe('snapshot and in-place rollback', () => {
 
   it('captures writes that race the background saver', async () => {
     const size = 64 * MiB;
-    const region = Region.alloc(size);
+    const region = Region.alloc(size, { faultAroundMax: 16 });
     const bytes = new Uint8Array(region.buffer);
     fillPattern(bytes, 7);
     const s = region.snapshot();
@@ -105,7 +105,7 @@ describe('snapshot and in-place rollback', () => {
   });
 
   it('reports faults, pages captured, bytes and the last pause', async () => {
-    const region = Region.alloc(2 * MiB, { faultAround: 16 });
+    const region = Region.alloc(2 * MiB, { faultAround: 16, faultAroundMax: 16 });
     const bytes = new Uint8Array(region.buffer);
     bytes.fill(9);
     const s1 = region.snapshot();
@@ -130,8 +130,43 @@ describe('snapshot and in-place rollback', () => {
     region.close();
   });
 
+  it('grows the fault-around group for sequential writes', () => {
+    const region = Region.alloc(16 * MiB);
+    const bytes = new Uint8Array(region.buffer);
+    bytes.fill(1);
+    region.snapshot();
+    const before = region.stats().faults;
+    for (let off = 0; off < 16 * MiB; off += 4096) bytes[off] = 2;
+    // Groups of 16, 32, ... 512 pages cover 1008 pages in 6 faults; 4096 pages take 13.
+    expect(region.stats().faults - before).toBe(13);
+    // A random access pattern falls back to 16 pages.
+    const r2 = region.snapshot();
+    expect(r2.chunks).toBe(256);
+    const b2 = region.stats().faults;
+    for (const c of [200, 7, 100, 55]) bytes[c * 65536] = 3;
+    expect(region.stats().faults - b2).toBe(4);
+    expect(region.snapshot().chunks).toBe(4);
+    region.close();
+  });
+
+  it('compresses in the fault handler once the capture budget is spent', async () => {
+    const region = Region.alloc(64 * MiB, { captureBudget: MiB });
+    const bytes = new Uint8Array(region.buffer);
+    fillPattern(bytes, 3);
+    const frozen = bytes.slice();
+    const s = region.snapshot();
+    // Rewrite from the far end (the saver starts at the front), faster than it compresses.
+    for (let c = 1023; c >= 0; c--) bytes.fill(9, c * 65536, (c + 1) * 65536);
+    const st = region.stats();
+    expect(st.pagesCompressedOnFault).toBeGreaterThan(0);
+    await s.persisted;
+    region.restore(s);
+    expectBytesEqual(bytes, frozen);
+    region.close();
+  });
+
   it('fault-around of one page traps once per page', () => {
-    const region = Region.alloc(MiB, { faultAround: 1 });
+    const region = Region.alloc(MiB, { faultAround: 1, faultAroundMax: 1 });
     const bytes = new Uint8Array(region.buffer);
     bytes.fill(1);
     region.snapshot();
