@@ -133,6 +133,46 @@ function hasSqliteHeader(file: string): boolean {
   }
 }
 
+/**
+ * Refuses a database file shorter than its own header says, before SQLite (or we) write to it.
+ * Only when no WAL is pending: a crash mid-checkpoint may leave the file short, and the WAL
+ * replay fixes that.
+ */
+function checkTruncation(file: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return;  // missing or unreadable: the open reports it
+  }
+  try {
+    const h = Buffer.alloc(100);
+    const n = fs.readSync(fd, h, 0, 100, 0);
+    if (n < 16 || h.toString('latin1', 0, 16) !== 'SQLite format 3\0') return;
+    const size = fs.fstatSync(fd).size;
+    if (n < 100) {
+      throw new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${size} bytes, shorter than a SQLite header`, { hint: 'Restore the file from a backup.' });
+    }
+    let walBytes = 0;
+    try {
+      walBytes = fs.statSync(`${file}-wal`).size;
+    } catch {
+      // no WAL
+    }
+    const raw = h.readUInt16BE(16);
+    const pageSize = raw === 1 ? 65536 : raw;
+    const pages = h.readUInt32BE(28);
+    const valid = h.readUInt32BE(24) === h.readUInt32BE(92) && pages > 0;
+    if (walBytes === 0 && valid && size < pages * pageSize) {
+      throw new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${size} bytes, but its header records ${pages} pages of ${pageSize} bytes`, {
+        hint: 'Restore the file from a backup; the missing tail cannot be recovered.',
+      });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Maps a better-sqlite3 error (its `code` is the extended SQLite result code) to a SnapshotError. */
 export function sqliteError(err: unknown, file: string): SnapshotError {
   if (err instanceof SnapshotError) return err;
@@ -237,6 +277,7 @@ export class Store {
         }
       }
     }
+    if (!this.memory) checkTruncation(file);
     try {
       this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
     } catch (err) {
