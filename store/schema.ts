@@ -58,11 +58,19 @@ CREATE TABLE writer (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL
 /** Migrations from version i+1 to i+2, in order. */
 const MIGRATIONS: string[] = [];
 
+/** SQLite page size of new stores: 64 KiB pages hold a compressed chunk in one page (see docs/store.md). */
+export const STORE_PAGE_SIZE = 65536;
+
+/**
+ * Connection settings. The writer connection turns automatic checkpoints off and checkpoints
+ * itself when idle (or every `checkpointBytes` of WAL), so commits never stall on a checkpoint.
+ */
 export function pragmas(db: Database, readonly: boolean): void {
   db.pragma('busy_timeout = 10000');
   if (!readonly) {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
+    db.pragma('wal_autocheckpoint = 0');
   }
   db.pragma('cache_size = -32768');
 }
@@ -72,11 +80,19 @@ function hasTable(db: Database, name: string): boolean {
 }
 
 /** Creates or upgrades the schema; throws NOT_A_STORE / STORE_VERSION for foreign files. */
+// Nothing is written before the file is known to be a store (or empty): a foreign database
+// keeps its journal mode and every byte.
 export function initSchema(db: Database, path: string, readonly: boolean): void {
+  db.pragma('busy_timeout = 10000');
   const empty = !db.prepare('SELECT 1 FROM sqlite_master LIMIT 1').get();
   if (empty) {
-    if (readonly) throw new SnapshotError('NOT_A_STORE', `${path} is an empty database, not a uffd-snapshot store`);
+    if (readonly) throw new SnapshotError('NOT_A_STORE', `${path} is an empty database, not a uffd-snapshot store`, {
+      hint: 'Open it without { readonly: true } to create a store there, or pass the path of an existing store.',
+    });
+    // Both must precede the first table (page_size also precedes WAL mode).
+    if ((db.pragma('page_count', { simple: true }) as number) === 0) db.pragma(`page_size = ${STORE_PAGE_SIZE}`);
     db.pragma('auto_vacuum = INCREMENTAL');
+    pragmas(db, readonly);
     db.transaction(() => {
       db.exec(V1);
       const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
@@ -85,7 +101,7 @@ export function initSchema(db: Database, path: string, readonly: boolean): void 
       put.run('page_size', '4096');
       put.run('chunk_size', '65536');
       put.run('created_at', String(Date.now()));
-    })();
+    }).immediate();
     return;
   }
   const format = hasTable(db, 'meta')
@@ -96,12 +112,13 @@ export function initSchema(db: Database, path: string, readonly: boolean): void 
       hint: 'Pass the path of a store created by Store.open(), or a new path to create one.',
     });
   }
-  const version = Number((db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value);
+  const version = Number((db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined)?.value);
   if (!Number.isInteger(version) || version < 1 || version > SCHEMA_VERSION) {
     throw new SnapshotError('STORE_VERSION', `${path} has store schema version ${version}; this uffd-snapshot reads versions 1 to ${SCHEMA_VERSION}`, {
-      hint: version > SCHEMA_VERSION ? 'Upgrade uffd-snapshot to open this store.' : 'The store metadata is damaged.',
+      hint: version > SCHEMA_VERSION ? 'Upgrade uffd-snapshot to open this store.' : 'The store metadata is damaged; restore the file from a backup.',
     });
   }
+  pragmas(db, readonly);
   const pageSize = (db.prepare("SELECT value FROM meta WHERE key = 'page_size'").get() as { value: string } | undefined)?.value;
   const chunkSize = (db.prepare("SELECT value FROM meta WHERE key = 'chunk_size'").get() as { value: string } | undefined)?.value;
   if (pageSize !== '4096' || chunkSize !== '65536') {
@@ -116,6 +133,6 @@ export function initSchema(db: Database, path: string, readonly: boolean): void 
     db.transaction(() => {
       for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v - 1]!);
       db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
-    })();
+    }).immediate();
   }
 }

@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { SnapshotError, fromNative, invalidArgument } from '../lib/errors';
 import { CHUNK_SIZE, native, packageRoot, type NativeRollbackSources } from '../lib/native';
-import { CODEC, initSchema, pragmas } from './schema';
 import type { ReaderJob, ReaderMessage } from './reader-worker';
 import { BlobReader, buildPlan } from './restore-plan';
+import { CODEC, initSchema } from './schema';
 import { StoreWriter, batchIsEmpty, type SnapshotMeta, type WriteResult } from './writer';
 import type { WriterMessage } from './writer-worker';
 
@@ -19,7 +19,13 @@ export interface StoreOptions {
   readonly?: boolean;
   /** Bytes of chunks per write transaction (default 8 MiB). */
   batchBytes?: number;
+  /** Bytes of WAL the writer lets build up before it checkpoints while busy (default 256 MiB; it also checkpoints whenever idle). */
+  checkpointBytes?: number;
+  /** Largest the store file may grow, in bytes; past it `persisted` rejects with IO (SQLITE_FULL). Default: unlimited. */
+  maxBytes?: number;
 }
+
+const OPTION_KEYS = ['readonly', 'batchBytes', 'checkpointBytes', 'maxBytes'];
 
 export interface SnapshotInfo {
   id: number;
@@ -114,28 +120,113 @@ function rowToInfo(r: SnapshotRow): SnapshotInfo {
   };
 }
 
-function sqliteError(err: unknown, file: string): SnapshotError {
+/** True when the file starts with the SQLite header (a damaged database rather than a foreign file). */
+function hasSqliteHeader(file: string): boolean {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const b = Buffer.alloc(16);
+      return fs.readSync(fd, b, 0, 16, 0) === 16 && b.toString('latin1') === 'SQLite format 3\0';
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses a database file shorter than its own header says, before SQLite (or we) write to it.
+ * Only when no WAL is pending: a crash mid-checkpoint may leave the file short, and the WAL
+ * replay fixes that.
+ */
+function checkTruncation(file: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return;  // missing or unreadable: the open reports it
+  }
+  try {
+    const h = Buffer.alloc(100);
+    const n = fs.readSync(fd, h, 0, 100, 0);
+    if (n < 16 || h.toString('latin1', 0, 16) !== 'SQLite format 3\0') return;
+    const size = fs.fstatSync(fd).size;
+    if (n < 100) {
+      throw new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${size} bytes, shorter than a SQLite header`, { hint: 'Restore the file from a backup.' });
+    }
+    let walBytes = 0;
+    try {
+      walBytes = fs.statSync(`${file}-wal`).size;
+    } catch {
+      // no WAL
+    }
+    const raw = h.readUInt16BE(16);
+    const pageSize = raw === 1 ? 65536 : raw;
+    const pages = h.readUInt32BE(28);
+    const valid = h.readUInt32BE(24) === h.readUInt32BE(92) && pages > 0;
+    if (walBytes === 0 && valid && size < pages * pageSize) {
+      throw new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${size} bytes, but its header records ${pages} pages of ${pageSize} bytes`, {
+        hint: 'Restore the file from a backup; the missing tail cannot be recovered.',
+      });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Maps a better-sqlite3 error (its `code` is the extended SQLite result code) to a SnapshotError. */
+export function sqliteError(err: unknown, file: string): SnapshotError {
   if (err instanceof SnapshotError) return err;
   const e = err as { code?: string; message?: string };
   const msg = `${file}: ${e.message ?? String(err)}`;
-  switch (e.code) {
+  const code = e.code ?? '';
+  if (code === 'SQLITE_FULL') {
+    return new SnapshotError('IO', `${file}: the store is full (SQLITE_FULL): ${e.message}`, {
+      hint: 'Free disk space (or raise maxBytes), then take a new snapshot; everything committed before is intact.',
+      cause: err,
+    });
+  }
+  if (code.startsWith('SQLITE_IOERR_SHORT_READ')) {
+    return new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${e.message}`, {
+      hint: 'Restore the file from a backup; `usnap verify` lists what is still readable.',
+      cause: err,
+    });
+  }
+  if (code.startsWith('SQLITE_IOERR')) {
+    return new SnapshotError('IO', `${file}: I/O error (${code}): ${e.message}`, { hint: 'Check the disk and free space.', cause: err });
+  }
+  switch (code) {
     case 'SQLITE_NOTADB':
+      if (file !== ':memory:' && hasSqliteHeader(file)) {
+        return new SnapshotError('STORE_CORRUPT', `${file} is a damaged or truncated SQLite database: ${e.message}`, {
+          hint: 'Restore the file from a backup.',
+          cause: err,
+        });
+      }
       return new SnapshotError('NOT_A_STORE', `${file} is not a uffd-snapshot store (not a SQLite database)`, {
         hint: 'Pass the path of a store created by Store.open(), or a new path to create one.',
         cause: err,
       });
     case 'SQLITE_CORRUPT':
+    case 'SQLITE_CORRUPT_INDEX':
+    case 'SQLITE_CORRUPT_SEQUENCE':
     case 'SQLITE_CORRUPT_VTAB':
       return new SnapshotError('STORE_CORRUPT', `${file} is damaged or truncated: ${e.message}`, {
         hint: 'Restore the file from a backup; `usnap verify` lists what is still readable.',
         cause: err,
       });
     case 'SQLITE_BUSY':
+    case 'SQLITE_BUSY_SNAPSHOT':
+    case 'SQLITE_BUSY_RECOVERY':
     case 'SQLITE_LOCKED':
       return new SnapshotError('STORE_LOCKED', msg, { hint: 'Another connection holds the store; retry when it is done.', cause: err });
     case 'SQLITE_READONLY':
+    case 'SQLITE_READONLY_DIRECTORY':
+    case 'SQLITE_READONLY_CANTINIT':
       return new SnapshotError('STORE_READONLY', msg, { hint: 'Open the store without { readonly: true }, and check file permissions.', cause: err });
     case 'SQLITE_CANTOPEN':
+    case 'SQLITE_PERM':
       return new SnapshotError('IO', `cannot open ${file}: ${e.message}`, { hint: 'Check that the directory exists and is writable.', cause: err });
     default:
       return new SnapshotError('IO', msg, { cause: err });
@@ -163,6 +254,8 @@ export class Store {
   private mainWriter: StoreWriter | undefined;
   private pumping = false;
   private readonly batchBytes: number;
+  private readonly checkpointBytes: number;
+  private readonly maxBytes: number | undefined;
   // Lazy restores: a reader worker for files; in-memory stores stage blobs in native memory.
   private reader: Worker | undefined;
   private readerPort: MessagePort | undefined;
@@ -173,6 +266,8 @@ export class Store {
     this.memory = file === ':memory:';
     this.readonly = !!opts.readonly && !this.memory;
     this.batchBytes = opts.batchBytes ?? 8 << 20;
+    this.checkpointBytes = opts.checkpointBytes ?? 256 << 20;
+    this.maxBytes = opts.maxBytes;
     if (!this.memory) {
       if (this.readonly && !fs.existsSync(file)) {
         throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path.' });
@@ -188,14 +283,15 @@ export class Store {
         }
       }
     }
+    if (!this.memory) checkTruncation(file);
     try {
       this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
     } catch (err) {
       throw sqliteError(err, file);
     }
     try {
-      pragmas(this.db, this.readonly);
       initSchema(this.db, file, this.readonly);
+      if (this.maxBytes !== undefined) this.db.pragma(`max_page_count = ${maxPages(this.db, this.maxBytes)}`);
       if (!this.readonly && !this.memory) {
         this.lockKey = fs.realpathSync(file);
         this.takeWriterLock();
@@ -220,10 +316,14 @@ export class Store {
     if (typeof file !== 'string' || file.length === 0) throw invalidArgument('path', 'a non-empty string', file);
     if (opts === null || typeof opts !== 'object') throw invalidArgument('options', 'an object', opts);
     for (const k of Object.keys(opts)) {
-      if (k !== 'readonly' && k !== 'batchBytes') {
+      if (!OPTION_KEYS.includes(k)) {
         const hint = k.toLowerCase() === 'readonly' ? ' (did you mean "readonly"?)' : '';
         throw new SnapshotError('INVALID_ARGUMENT', `Unknown option "${k}" for Store.open${hint}`);
       }
+    }
+    for (const k of ['batchBytes', 'checkpointBytes', 'maxBytes'] as const) {
+      const v = opts[k];
+      if (v !== undefined && (!Number.isSafeInteger(v) || v <= 0)) throw invalidArgument(k, 'a positive integer (bytes)', v);
     }
     return new Store(file === ':memory:' ? file : path.resolve(file), opts);
   }
@@ -267,7 +367,7 @@ export class Store {
         DELETE FROM snapshots WHERE complete = 0;
         DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.blob_id = blobs.id);
       `);
-    })();
+    }).immediate();
   }
 
   private assertOpen(): void {
@@ -355,7 +455,7 @@ export class Store {
     }
     this.info(id);
     try {
-      this.db.transaction(() => this.deleteInTransaction(id))();
+      this.db.transaction(() => this.deleteInTransaction(id)).immediate();
     } catch (err) {
       throw sqliteError(err, this.path);
     }
@@ -367,15 +467,15 @@ export class Store {
     const merge = this.db.prepare(
       'INSERT OR IGNORE INTO chunks (snapshot_id, chunk, blob_id) SELECT ?, chunk, blob_id FROM chunks WHERE snapshot_id = ?',
     );
+    // The children now store those chunks themselves: their counts say so (verify checks them).
     const recount = this.db.prepare(
-      `UPDATE snapshots SET chunks = (SELECT count(*) FROM chunks WHERE snapshot_id = @id),
-         raw_bytes = 65536 * (SELECT count(*) FROM chunks WHERE snapshot_id = @id),
-         stored_bytes = (SELECT coalesce(sum(b.size), 0) FROM chunks c JOIN blobs b ON b.id = c.blob_id WHERE c.snapshot_id = @id)
-       WHERE id = @id`,
+      `UPDATE snapshots SET chunks = t.n, raw_bytes = t.n * ${CHUNK_SIZE}, stored_bytes = t.stored
+       FROM (SELECT count(*) AS n, coalesce(sum(b.size), 0) AS stored FROM chunks c LEFT JOIN blobs b ON b.id = c.blob_id WHERE c.snapshot_id = ?) AS t
+       WHERE snapshots.id = ?`,
     );
     for (const child of children) {
       merge.run(child, id);
-      recount.run({ id: child });
+      recount.run(child, child);
       this.chunkSetCache.delete(child);
     }
     // A child of a full snapshot becomes full itself: absent chunks now mean zero there too.
@@ -418,7 +518,7 @@ export class Store {
           }
         }
         this.db.exec('DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.blob_id = blobs.id)');
-      })();
+      }).immediate();
       this.db.pragma('incremental_vacuum');
       if (!this.memory) this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (err) {
@@ -442,6 +542,16 @@ export class Store {
           if (r.quick_check !== 'ok') problems.push({ code: 'STORE_CORRUPT', message: `SQLite: ${r.quick_check}` });
         }
         snapshots = this.selectSnapshots('WHERE s.complete = 1').all() as SnapshotRow[];
+        // Rows nothing can reach: chunks of a snapshot that does not exist, snapshots of a
+        // region that does not exist (a committed transaction never leaves either).
+        for (const r of this.db.prepare(
+          'SELECT snapshot_id, count(*) AS n FROM chunks WHERE snapshot_id NOT IN (SELECT id FROM snapshots) GROUP BY snapshot_id',
+        ).all() as { snapshot_id: number; n: number }[]) {
+          problems.push({ code: 'STORE_CORRUPT', snapshot: r.snapshot_id, message: `${r.n} chunk rows belong to snapshot ${r.snapshot_id}, which does not exist` });
+        }
+        for (const r of this.db.prepare('SELECT id, region_id FROM snapshots WHERE region_id NOT IN (SELECT id FROM regions)').all() as { id: number; region_id: number }[]) {
+          problems.push({ code: 'STORE_CORRUPT', snapshot: r.id, message: `snapshot ${r.id} belongs to region ${r.region_id}, which does not exist` });
+        }
       } else {
         checkId(id);
         snapshots = [];
@@ -463,8 +573,10 @@ export class Store {
         if (!s.complete) problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} is incomplete` });
         if (s.parent_id !== null && !byId.has(s.parent_id)) {
           const p = parentOf.get(s.parent_id) as { complete: number } | undefined;
-          if (!p || !p.complete) {
+          if (!p) {
             problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} stands on snapshot ${s.parent_id}, which is missing` });
+          } else if (!p.complete && s.complete) {
+            problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} stands on snapshot ${s.parent_id}, which is incomplete` });
           }
         }
         const maxChunk = Math.ceil(s.region_size / CHUNK_SIZE);
@@ -798,7 +910,15 @@ export class Store {
     this.workerDone = new Int32Array(new SharedArrayBuffer(4));
     this.port = port1;
     this.worker = new Worker(path.join(packageRoot, 'dist', 'store', 'writer-worker.js'), {
-      workerData: { path: this.path, sink: this.sink, port: port2, done: this.workerDone, batchBytes: this.batchBytes },
+      workerData: {
+        path: this.path,
+        sink: this.sink,
+        port: port2,
+        done: this.workerDone,
+        batchBytes: this.batchBytes,
+        checkpointBytes: this.checkpointBytes,
+        maxPageCount: this.maxBytes === undefined ? undefined : maxPages(this.db, this.maxBytes),
+      },
       transferList: [port2],
     });
     port1.on('message', (m: WriterMessage) => this.onWriterMessage(m));
@@ -807,7 +927,11 @@ export class Store {
   }
 
   private onWriterMessage(m: WriterMessage): void {
-    if (m.type === 'fatal') this.failAll(new SnapshotError('IO', `store writer failed: ${m.message}`, { hint: 'Check free disk space and the store file.' }));
+    if (m.type === 'fatal') {
+      const cause = Object.assign(new Error(m.message), { code: m.code });
+      const e = sqliteError(cause, this.path);
+      this.failAll(new SnapshotError(e.code, `store writer failed: ${e.message}`, { hint: e.hint ?? 'Check free disk space and the store file.', cause }));
+    }
     else this.deliver(m);
     if (this.inflight.size === 0) this.worker?.unref();
   }
@@ -892,6 +1016,11 @@ function checkBlob(codec: number, rawLen: number, hash: bigint, data: Buffer, si
   } catch (err) {
     return (err as Error).message;
   }
+}
+
+/** max_page_count for a byte limit, in the store's SQLite pages. */
+function maxPages(db: Database.Database, maxBytes: number): number {
+  return Math.max(1, Math.floor(maxBytes / (db.pragma('page_size', { simple: true }) as number)));
 }
 
 function checkId(id: unknown): asserts id is number {

@@ -1,6 +1,10 @@
 // The store writer for file stores: its own SQLite connection on its own thread, so the
 // program never waits on SQLite. It drains the native sink (blocking in native code, never
 // on the main thread) and reports each commit back over `port`.
+//
+// Checkpoints: automatic checkpoints are off (schema.ts pragmas); the writer checkpoints
+// (PASSIVE) when the sink has nothing for it, or once `checkpointBytes` of WAL built up while
+// busy. A commit never waits for a checkpoint, and the WAL stays bounded.
 import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { workerData, type MessagePort } from 'node:worker_threads';
@@ -15,14 +19,16 @@ interface WriterData {
   /** [0] set to 1 when the worker is done; main may Atomics.wait on it. */
   done: Int32Array;
   batchBytes: number;
+  checkpointBytes: number;
+  maxPageCount?: number;
 }
 
 export type WriterMessage =
   | { type: 'result'; persisted: number[]; failed: { id: number; error: string }[]; bytes: number }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string; code?: string };
 
 async function main(): Promise<void> {
-  const { path, sink, port, done, batchBytes } = workerData as WriterData;
+  const { path, sink, port, done, batchBytes, checkpointBytes, maxPageCount } = workerData as WriterData;
   const addon = native();
   let finishing = false;
   port.on('message', (m: string) => {
@@ -32,21 +38,40 @@ async function main(): Promise<void> {
   try {
     db = new Database(path);
     pragmas(db, false);
+    if (maxPageCount !== undefined) db.pragma(`max_page_count = ${maxPageCount}`);
     const writer = new StoreWriter(db);
+    let sinceCheckpoint = 0;
+    const checkpoint = () => {
+      sinceCheckpoint = 0;
+      try {
+        db!.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // Readers or a busy main connection: the next idle moment tries again.
+      }
+    };
     for (;;) {
       const batch = addon.sink_drain(sink, batchBytes, finishing ? 20 : 50, 10);
       if (!batchIsEmpty(batch)) {
         const r = writer.apply(batch);
         port.postMessage({ type: 'result', ...r } satisfies WriterMessage);
+        sinceCheckpoint += r.bytes + 4096;
+        if (sinceCheckpoint >= checkpointBytes) checkpoint();
       } else if (finishing && addon.sink_stats(sink).inflight === 0) {
         break;
+      } else if (sinceCheckpoint > 0) {
+        checkpoint();
       }
       await yieldToLoop();
     }
   } catch (err) {
-    port.postMessage({ type: 'fatal', message: (err as Error).message } satisfies WriterMessage);
+    const e = err as { message?: string; code?: string };
+    port.postMessage({ type: 'fatal', message: e.message ?? String(err), code: e.code } satisfies WriterMessage);
   } finally {
-    db?.close();
+    try {
+      db?.close();
+    } catch {
+      // Closing after a failure: nothing more to save.
+    }
     Atomics.store(done, 0, 1);
     Atomics.notify(done, 0);
     port.close();

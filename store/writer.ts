@@ -31,7 +31,9 @@ export class StoreWriter {
   private readonly dropOrphanBlobs: Statement;
   /** Bytes each open snapshot added to the store after dedup. */
   private readonly uniqueBytes = new Map<number, number>();
-  private readonly applyTx: (batch: NativeBatch) => WriteResult;
+  // BEGIN IMMEDIATE: the batch takes the write lock before its first read, so a commit by the
+  // main connection (delete, gc) in between can never fail it with SQLITE_BUSY_SNAPSHOT.
+  private readonly applyTx: { immediate(batch: NativeBatch): WriteResult };
 
   constructor(db: Database) {
     this.insertSnapshot = db.prepare(
@@ -56,7 +58,7 @@ export class StoreWriter {
   }
 
   apply(batch: NativeBatch): WriteResult {
-    return this.applyTx(batch);
+    return this.applyTx.immediate(batch);
   }
 
   private applyInTransaction(batch: NativeBatch): WriteResult {

@@ -71,7 +71,7 @@ describe('Region.restore (lazy, MISSING + UFFDIO_COPY)', () => {
       const s1 = a.snapshot();
       await s1.persisted;
       a.close();
-      const b = Region.restore(store, { name: 'r', snapshot: s1.id });
+      const b = Region.restore(store, { name: "r", snapshot: s1.id, faultAroundMax: 16 });
       const bb = new Uint8Array(b.buffer);
       bb.fill(7, 100_000, 300_000);  // before ready: faults pull chunks in, then trap the write
       const s2 = b.snapshot();
