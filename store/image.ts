@@ -1,7 +1,6 @@
 // Reading a snapshot's full region image straight from the store, without userfaultfd:
 // which blob each chunk resolves to at a snapshot, the decoded chunks in order, and the
 // chunks whose contents differ between two snapshots. Used by the CLI (restore -o, diff).
-import type Database from 'better-sqlite3';
 import { SnapshotError, fromNative } from '../lib/errors';
 import { CHUNK_SIZE, native } from '../lib/native';
 import type { Store } from './store';
@@ -19,41 +18,27 @@ export interface ChunkMap {
   blob: Float64Array;
 }
 
-/**
- * The store's SQLite connection. Store has no public query for "blob id of (snapshot, chunk)",
- * so this reaches its private `db` (read-only use). See the CLI issue report: a
- * `Store._blobIds(snapshotId)` helper would remove this.
- */
-function dbOf(store: Store): Database.Database {
-  const db = (store as unknown as { db?: Database.Database }).db;
-  if (!db) throw new SnapshotError('INTERNAL', 'store has no database handle');
-  return db;
-}
-
 /** Resolves every chunk of the region at snapshot `id`. NOT_FOUND if the snapshot does not exist. */
 export function chunkMap(store: Store, id: number): ChunkMap {
   const info = store.info(id);  // NOT_FOUND / NOT_PERSISTED / INVALID_ARGUMENT
   const n = Math.ceil(info.regionSize / CHUNK_SIZE);
   const owner = new Float64Array(n);
   const blob = new Float64Array(n);
-  const db = dbOf(store);
-  const exists = db.prepare('SELECT complete FROM snapshots WHERE id = ?');
-  const rows = db.prepare('SELECT chunk, blob_id FROM chunks WHERE snapshot_id = ?');
   let left = n;
   for (const s of store.ancestors(id)) {
     if (left === 0) break;
-    const row = exists.get(s) as { complete: number } | undefined;
-    if (!row || !row.complete) {
+    try {
+      store.info(s);
+    } catch {
       throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} stands on snapshot ${s}, which is missing`, {
         hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
       });
     }
-    if (store.chunkSet(s).length === 0) continue;
-    for (const r of rows.iterate(s) as Iterable<{ chunk: number; blob_id: number | null }>) {
+    for (const r of store._blobIds(s)) {
       const c = r.chunk;
       if (c < 0 || c >= n || owner[c] !== 0) continue;
       owner[c] = s;
-      blob[c] = r.blob_id ?? 0;
+      blob[c] = r.blob ?? 0;
       left--;
     }
   }
@@ -165,12 +150,11 @@ export function diffChunks(store: Store, a: number, b: number): DiffResult {
 
 /** Whether two blob ids hold identical stored bytes (same codec, hash and data). */
 function sameContent(store: Store): (x: number, y: number) => boolean {
-  const q = dbOf(store).prepare('SELECT hash, codec, raw_len, data FROM blobs WHERE id = ?').safeIntegers(true);
   return (x, y) => {
-    const bx = q.get(x) as { hash: bigint; codec: bigint; raw_len: bigint; data: Buffer } | undefined;
-    const by = q.get(y) as { hash: bigint; codec: bigint; raw_len: bigint; data: Buffer } | undefined;
+    const bx = store._blob(x);
+    const by = store._blob(y);
     if (!bx || !by) return false;
-    return bx.hash === by.hash && bx.codec === by.codec && bx.raw_len === by.raw_len && bx.data.equals(by.data);
+    return bx.hash === by.hash && bx.codec === by.codec && bx.rawLen === by.rawLen && bx.data.equals(by.data);
   };
 }
 

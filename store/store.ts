@@ -532,7 +532,7 @@ export class Store {
    * Checks checksums, lengths and chain completeness of one snapshot (and what it stands on)
    * or of the whole store. Never throws for damage it finds: it reports it.
    */
-  verify(id?: number): VerifyResult {
+  verify(id?: number, opts: { onProgress?: (chunksChecked: number, chunksTotal: number) => void } = {}): VerifyResult {
     this.assertOpen();
     const problems: VerifyProblem[] = [];
     let snapshots: SnapshotRow[];
@@ -569,6 +569,8 @@ export class Store {
       ).safeIntegers(true);
       const checked = new Map<bigint, string | null>();
       let chunkCount = 0;
+      const total = snapshots.reduce((n, s) => n + s.chunks, 0);
+      let done = 0;
       for (const s of snapshots) {
         if (!s.complete) problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} is incomplete` });
         if (s.parent_id !== null && !byId.has(s.parent_id)) {
@@ -585,6 +587,7 @@ export class Store {
           chunk: bigint; blob_id: bigint | null; found: bigint | null; hash: bigint; codec: bigint; raw_len: bigint; size: bigint; data: Buffer;
         }>) {
           n++;
+          if (opts.onProgress && ++done % 64 === 0) opts.onProgress(Math.min(done, total), total);
           const chunk = Number(row.chunk);
           if (chunk < 0 || chunk >= maxChunk) {
             problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, message: `snapshot ${s.id} has chunk ${chunk} beyond its ${s.region_size}-byte region` });
@@ -604,6 +607,7 @@ export class Store {
           }
         }
         chunkCount += n;
+        opts.onProgress?.(Math.min(done, total), total);
         if (n !== s.chunks) {
           problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} records ${s.chunks} chunks but stores ${n}` });
         }
@@ -805,6 +809,21 @@ export class Store {
       src.data[i] = b.data;
     }
     return src;
+  }
+
+  /** @internal The chunk rows snapshot `id` itself stores (blob null: a zero chunk). */
+  _blobIds(id: number): { chunk: number; blob: number | null }[] {
+    return (this.db.prepare('SELECT chunk, blob_id FROM chunks WHERE snapshot_id = ?').raw().all(id) as [number, number | null][]).map(
+      ([chunk, blob]) => ({ chunk, blob }),
+    );
+  }
+
+  /** @internal A stored blob, or undefined. */
+  _blob(id: number): { hash: bigint; codec: number; rawLen: number; data: Buffer } | undefined {
+    const r = this.db.prepare('SELECT hash, codec, raw_len, data FROM blobs WHERE id = ?').safeIntegers(true).get(id) as
+      | { hash: bigint; codec: bigint; raw_len: bigint; data: Buffer }
+      | undefined;
+    return r && { hash: r.hash, codec: Number(r.codec), rawLen: Number(r.raw_len), data: r.data };
   }
 
   /** @internal Whether any snapshot in `id`'s history is still only in memory. */

@@ -1,46 +1,24 @@
 // usnap verify <store> [snap]: checksums, lengths and chain completeness.
 import type { Command } from 'commander';
-import { native } from '../../native';
 import type { VerifyResult } from '../../../store/store';
 import type { Store } from '../../../store/store';
 import { progressBar } from '../progress';
 import { act, type Ctx, examples, EXIT_FAIL, EXIT_OK, parseSnapshotId, print, printJson, table, withStore } from '../util';
 
-/**
- * store.verify() with a progress bar. The store has no progress hook, so the bar counts the
- * blob checks it makes through the addon's codec_verify (restored afterwards).
- */
+/** store.verify() with a progress bar on a terminal. */
 function verifyWithProgress(ctx: Ctx, store: Store, id: number | undefined): VerifyResult {
-  let total: number;
-  if (id === undefined) total = store.stats().blobs;
-  else {
-    store.info(id);  // NOT_FOUND before any work
-    total = store.ancestors(id).reduce((n, s) => {
-      try {
-        return n + store.info(s).chunks;
-      } catch {
-        return n;
-      }
-    }, 0);
-  }
-  const bar = progressBar(ctx, 'verifying', total, 'chunks');
-  if (!ctx.progress || total === 0) return store.verify(id);
-  const addon = native();
-  const original = addon.codec_verify;
-  let done = 0;
-  addon.codec_verify = (...args) => {
-    try {
-      return original.apply(addon, args);
-    } finally {
-      bar.update(Math.min(++done, total));
-    }
-  };
+  if (!ctx.progress) return store.verify(id);
+  if (id !== undefined) store.info(id);  // NOT_FOUND before any work
+  let bar: ReturnType<typeof progressBar> | undefined;
   try {
-    return store.verify(id);
+    return store.verify(id, {
+      onProgress: (done, total) => {
+        bar ??= progressBar(ctx, 'verifying', total, 'chunks');
+        bar.update(done);
+      },
+    });
   } finally {
-    addon.codec_verify = original;
-    bar.update(total);
-    bar.stop();
+    bar?.stop();
   }
 }
 
