@@ -94,6 +94,7 @@ export interface Addon {
     faultAroundPages: number;
     faultAroundMaxPages?: number;
     captureBudget?: number;
+    pauseMode?: boolean;
     sink: number;
     regionKey: number;
     memory?: Uint8Array;

@@ -7,6 +7,14 @@ import type { SnapshotMeta } from '../store/writer';
 export interface RegionOptions {
   /** Where snapshots go. Default: a private in-memory store closed with the region. */
   store?: Store;
+  /**
+   * `'live'` (default): snapshot() only write-protects; each page is saved before its first
+   * write, and the rest in the background. `'pause'`: writes never trap (the kernel records
+   * them, UFFD_FEATURE_WP_ASYNC); snapshot() finds the written pages and copies them before it
+   * returns. Pause mode has the cheapest writes and suits regions where few pages change
+   * between snapshots and no other thread writes during snapshot(); see docs/benchmark.md.
+   */
+  mode?: 'live' | 'pause';
   /** The region's name in the store. Default: a unique generated name. */
   name?: string;
   /** Pages unprotected (and saved) per write fault: a power of two, default 16 (one chunk). */
@@ -34,6 +42,7 @@ export interface RestoreOptions {
 }
 
 interface Tuning {
+  pauseMode: boolean;
   faultAround: number;
   faultAroundMax: number;
   captureBudget: number;
@@ -65,7 +74,7 @@ export interface RegionStats {
   pendingChunks: number;
 }
 
-const OPTION_KEYS = ['store', 'name', 'faultAround', 'faultAroundMax', 'captureBudget'];
+const OPTION_KEYS = ['store', 'name', 'mode', 'faultAround', 'faultAroundMax', 'captureBudget'];
 let unnamed = 0;
 
 function checkOptions(opts: unknown, keys: string[], where: string): void {
@@ -86,13 +95,14 @@ function checkPages(what: string, v: unknown, dflt: number): number {
   return v as number;
 }
 
-function checkTuning(opts: { faultAround?: number; faultAroundMax?: number; captureBudget?: number }): Tuning {
+function checkTuning(opts: { mode?: string; faultAround?: number; faultAroundMax?: number; captureBudget?: number }): Tuning {
+  if (opts.mode !== undefined && opts.mode !== 'live' && opts.mode !== 'pause') throw invalidArgument('mode', "'live' or 'pause'", opts.mode);
   const faultAround = checkPages('faultAround', opts.faultAround, 16);
   const faultAroundMax = checkPages('faultAroundMax', opts.faultAroundMax, Math.max(512, faultAround));
   if (faultAroundMax < faultAround) throw invalidArgument('faultAroundMax', `a power of two from faultAround (${faultAround}) to 512`, faultAroundMax);
   const captureBudget = opts.captureBudget ?? 64 << 20;
   if (!Number.isSafeInteger(captureBudget) || captureBudget < 0) throw invalidArgument('captureBudget', 'a non-negative integer (bytes)', captureBudget);
-  return { faultAround, faultAroundMax, captureBudget };
+  return { pauseMode: opts.mode === 'pause', faultAround, faultAroundMax, captureBudget };
 }
 
 /**
@@ -132,6 +142,7 @@ export class Region {
         faultAroundPages: init.tuning.faultAround,
         faultAroundMaxPages: init.tuning.faultAroundMax,
         captureBudget: init.tuning.captureBudget,
+        pauseMode: init.tuning.pauseMode,
         sink: this.store.sink,
         regionKey: this.key,
         ...(init.memory ? { memory: new Uint8Array(init.memory.buffer) } : {}),

@@ -185,6 +185,7 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
     ro.faultAroundPages = opts.Get("faultAroundPages").As<Napi::Number>().Uint32Value();
     if (opts.Get("faultAroundMaxPages").IsNumber())
       ro.faultAroundMaxPages = opts.Get("faultAroundMaxPages").As<Napi::Number>().Uint32Value();
+    ro.pauseMode = opts.Get("pauseMode").ToBoolean();
     if (opts.Get("captureBudget").IsNumber())
       ro.captureBudget = static_cast<size_t>(opts.Get("captureBudget").As<Napi::Number>().Int64Value());
     ro.regionKey = opts.Get("regionKey").As<Napi::Number>().Uint32Value();

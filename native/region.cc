@@ -46,6 +46,53 @@ constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 constexpr uint64_t kPageIsPresent = 1 << 3;
 constexpr uint64_t kPageIsSwapped = 1 << 4;
 constexpr uint64_t kPageIsPfnZero = 1 << 5;
+constexpr uint64_t kPageIsWritten = 1 << 1;
+constexpr uint64_t kScanWpMatching = 1 << 0;
+constexpr uint64_t kScanCheckWpAsync = 1 << 1;
+
+// Chunks holding a page written since it was last protected (async write-protect), and with
+// `protect` write-protects those pages in the same pass. Throws on failure.
+void ScanWritten(uint8_t* base, size_t size, bool protect, Bitmap* out) {
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw SysError("open(/proc/self/pagemap)", errno);
+  std::vector<PageRegion> vec(1024);
+  uint64_t start = reinterpret_cast<uint64_t>(base);
+  const uint64_t end = start + size;
+  while (start < end) {
+    PmScanArg arg = {};
+    arg.size = sizeof(arg);
+    arg.flags = protect ? (kScanWpMatching | kScanCheckWpAsync) : 0;
+    arg.start = start;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uint64_t>(vec.data());
+    arg.vec_len = vec.size();
+    arg.category_mask = kPageIsWritten;
+    arg.return_mask = kPageIsWritten;
+    int n = ioctl(fd, kPagemapScan, &arg);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      close(fd);
+      throw SysError("ioctl(PAGEMAP_SCAN)", err);
+    }
+    for (int i = 0; i < n; i++) {
+      const uint64_t first = (vec[i].start - reinterpret_cast<uint64_t>(base)) / kChunkSize;
+      const uint64_t last = (vec[i].end - 1 - reinterpret_cast<uint64_t>(base)) / kChunkSize;
+      out->SetRange(first, last + 1);
+    }
+    if (arg.walk_end <= start) break;
+    start = arg.walk_end;
+  }
+  close(fd);
+}
+
+std::vector<uint32_t> ChunkList(const Bitmap& b) {
+  std::vector<uint32_t> v;
+  b.ForEachRun([&](size_t s, size_t e) {
+    for (size_t c = s; c < e; c++) v.push_back(static_cast<uint32_t>(c));
+  });
+  return v;
+}
 
 // Marks the chunks holding any page in one of `categories` other than the shared zero page.
 // Returns false when the kernel cannot answer (then every chunk must be read).
@@ -92,6 +139,7 @@ Region::Region(const RegionOptions& opts)
       nPages_(opts.size / kPageSize),
       nChunks_(opts.size / kChunkSize),
       faultAround_(opts.faultAroundPages),
+      pauseMode_(opts.pauseMode),
       faultAroundMax_(std::max(opts.faultAroundPages, opts.faultAroundMaxPages)),
       captureBudget_(opts.captureBudget),
       regionKey_(opts.regionKey),
@@ -111,6 +159,11 @@ Region::Region(const RegionOptions& opts)
     // Unpopulated pages must trap too, or a first write to one would go unrecorded.
     if (!(probe.features & UFFD_FEATURE_WP_UNPOPULATED)) throw SysError("UFFD_FEATURE_WP_UNPOPULATED", ENOTSUP);
     uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED;
+    if (pauseMode_) {
+      if (!(probe.features & UFFD_FEATURE_WP_ASYNC)) throw SysError("UFFD_FEATURE_WP_ASYNC", ENOTSUP);
+      if (opts.restore) throw std::invalid_argument("a restored region cannot use pause mode");
+      want |= UFFD_FEATURE_WP_ASYNC;
+    }
     if (probe.features & UFFD_FEATURE_EVENT_REMOVE) want |= UFFD_FEATURE_EVENT_REMOVE;
     uffd_ = std::make_unique<Userfaultfd>(want);
     if (opts.restore) {
@@ -182,6 +235,15 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
     if (closed_) throw std::logic_error("region is closed");
     MergeZeroServedLocked();
     bool scanLater = false;
+    if (pauseMode_) {
+      SnapshotPausedLocked(snapId, std::move(meta), &r);
+      r.pauseNs = NowNs() - t0;
+      stats_.snapshots++;
+      stats_.lastPauseNs = r.pauseNs;
+      stats_.maxPauseNs = std::max(stats_.maxPauseNs, r.pauseNs);
+      saverCv_.notify_one();
+      return r;
+    }
     if (!tracking_ || baselineBroken_) {
       r.chunks = ProtectAll(&scanLater);
       tracking_ = true;
@@ -205,6 +267,38 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
   }
   saverCv_.notify_one();
   return r;
+}
+
+// Pause mode: the kernel resolves write faults itself (async write-protect), so the snapshot
+// finds the written pages, protects them again and copies them, all before it returns.
+void Region::SnapshotPausedLocked(uint64_t snapId, std::string meta, SnapshotResult* r) {
+  Bitmap chunks(nChunks_);
+  if (!tracking_ || baselineBroken_) {
+    uffd_->WriteProtect(base_, size_, true);
+    if (!ScanPopulated(base_, size_, kPageIsPresent, &chunks)) chunks.SetAll();
+    tracking_ = true;
+    baselineBroken_ = false;
+    r->full = true;
+  } else {
+    ScanWritten(base_, size_, true, &chunks);
+  }
+  r->chunks = ChunkList(chunks);
+  sink_->Open(snapId, regionKey_, r->full, std::move(meta), static_cast<uint32_t>(r->chunks.size()));
+  if (!saver_) saver_ = std::make_unique<Saver>(this);
+  for (uint32_t c : r->chunks) {
+    BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
+    sink_->Stage(snapId, c, raw);
+    rawQueue_.push_back({snapId, c, std::move(raw)});
+    rawQueueBytes_ += kChunkSize;
+    stats_.bytesCaptured += kChunkSize;
+  }
+}
+
+std::vector<uint32_t> Region::ChangedChunksLocked() {
+  if (!pauseMode_) return WrittenChunksLocked();
+  Bitmap chunks(nChunks_);
+  ScanWritten(base_, size_, false, &chunks);
+  return ChunkList(chunks);
 }
 
 void Region::CaptureLocked(uint32_t c) {
@@ -288,6 +382,11 @@ void Region::OnRemove(uintptr_t start, uintptr_t end) {
   const uintptr_t lo = std::max(start, reinterpret_cast<uintptr_t>(base_));
   const uintptr_t hi = std::min(end, reinterpret_cast<uintptr_t>(base_) + size_);
   if (lo >= hi || !tracking_) return;
+  if (pauseMode_) {
+    // Dropped pages do not show as written to PAGEMAP_SCAN: start a new full baseline.
+    baselineBroken_ = true;
+    return;
+  }
   const size_t p0 = (lo - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
   const size_t p1 = (hi - reinterpret_cast<uintptr_t>(base_) + kPageSize - 1) / kPageSize;
   // The kernel drops these pages right after we read the event: their contents change
@@ -390,7 +489,7 @@ std::vector<uint32_t> Region::PrepareRollback() {
     for (uint32_t c = 0; c < nChunks_; c++) all[c] = c;
     return all;
   }
-  return WrittenChunksLocked();
+  return ChangedChunksLocked();
 }
 
 std::vector<uint32_t> Region::Uncached(uint64_t target, const std::vector<uint32_t>& chunks) {
@@ -431,7 +530,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
   }
   std::vector<uint32_t> missing;
   if (tracking_) {
-    for (uint32_t c : WrittenChunksLocked())
+    for (uint32_t c : ChangedChunksLocked())
       if (!covered.Test(c)) missing.push_back(c);
   } else {
     for (uint32_t c = 0; c < nChunks_; c++)
@@ -451,7 +550,8 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
     while (j < order.size() && order[j]->chunk == order[j - 1]->chunk + 1) j++;
     uint8_t* runBase = ChunkAddr(order[i]->chunk);
     const size_t runLen = (j - i) * kChunkSize;
-    if (tracking_) uffd_->WriteProtect(runBase, runLen, false, true);
+    // (Pause mode needs no unprotect: async write-protect never blocks a write.)
+    if (tracking_ && !pauseMode_) uffd_->WriteProtect(runBase, runLen, false, true);
     try {
       for (size_t k = i; k < j; k++) {
         const ChunkSource& s = *order[k];

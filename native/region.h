@@ -28,6 +28,7 @@ struct RegionOptions {
   uint32_t faultAroundPages = 16;  // a power of two: pages unprotected (and saved) per write fault
   uint32_t faultAroundMaxPages = 512;  // sequential faults double the group up to this
   size_t captureBudget = 64u << 20;    // raw copies held for the saver; beyond it the handler compresses
+  bool pauseMode = false;          // async write-protect: no faults to handle, snapshots copy in the pause
   uint8_t* base = nullptr;         // page-aligned memory the caller keeps mapped beyond Close()
   uint32_t regionKey = 0;          // the store's id for this region, carried to the writer
   std::shared_ptr<Sink> sink;
@@ -145,6 +146,9 @@ class Region {
   // configured), else every chunk, leaving the scan to the saver (*scanLater = true).
   std::vector<uint32_t> ProtectAll(bool* scanLater);
   std::vector<uint32_t> WrittenChunksLocked() const;
+  // Chunks changed since the head: the written bitmap, or in pause mode the kernel's record.
+  std::vector<uint32_t> ChangedChunksLocked();
+  void SnapshotPausedLocked(uint64_t snapId, std::string meta, SnapshotResult* r);
   void MergeZeroServedLocked() {
     if (source_) source_->TakeZeroServed(&written_, kPagesPerChunk);
   }
@@ -155,6 +159,7 @@ class Region {
   size_t nPages_ = 0;
   size_t nChunks_ = 0;
   uint32_t faultAround_ = 16;
+  bool pauseMode_ = false;
   uint32_t faultAroundMax_ = 512;
   size_t captureBudget_ = 64u << 20;
   size_t lastGroupEnd_ = SIZE_MAX;  // where the previous fault's group ended
