@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/summary-reporter.ts'],
     // Native code, threads and signals: each test file in its own process.
     pool: 'forks',
     maxWorkers: 2,
