@@ -312,6 +312,40 @@ export class Region {
     this.source = 0;
   }
 
+  /**
+   * Whether a write by the kernel itself into a write-protected page (`fs.readSync` or
+   * `read(2)` into the region, `recv(2)`, ...) is trapped and tracked like a program write.
+   * False when the process may only use userfaultfd in user mode (unprivileged, with
+   * vm.unprivileged_userfaultfd=0): such a syscall then fails with EFAULT and writes nothing
+   * to the protected pages, so no snapshot is corrupted. Call `unprotect()` on the target range
+   * first to let it through.
+   */
+  get kernelWritesTrap(): boolean {
+    return native().region_kernel_writes_trap(this.h());
+  }
+
+  /**
+   * Makes [offset, offset + length) writable by the kernel until the next snapshot: pages an
+   * in-flight snapshot still has to save are captured first, then write protection is lifted
+   * and the range counts as written (the next snapshot saves it). Needed before a syscall
+   * writes into the region when `kernelWritesTrap` is false; harmless otherwise.
+   */
+  unprotect(offset: number, length: number): void {
+    const h = this.h();
+    if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument('offset', 'a non-negative integer', offset);
+    if (!Number.isSafeInteger(length) || length < 0) throw invalidArgument('length', 'a non-negative integer', length);
+    if (offset + length > this._size) {
+      throw new SnapshotError('INVALID_ARGUMENT', `range ${offset}+${length} goes beyond region "${this.name}" (${this._size} bytes)`);
+    }
+    // Chunks a lazy restore has not brought in yet would fault in kernel mode: finish first.
+    if (this.source) this.waitUntilRestored();
+    try {
+      native().region_unprotect(h, offset, length);
+    } catch (err) {
+      throw fromNative(err, `unprotect of region "${this.name}" failed`);
+    }
+  }
+
   stats(): RegionStats {
     const s = native().region_stats(this.h());
     const pagesPerChunk = CHUNK_SIZE / PAGE_SIZE;

@@ -108,7 +108,12 @@ Region::Region(const RegionOptions& opts)
     if (!(probe.features & UFFD_FEATURE_WP_UNPOPULATED)) throw SysError("UFFD_FEATURE_WP_UNPOPULATED", ENOTSUP);
     uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED;
     if (probe.features & UFFD_FEATURE_EVENT_REMOVE) want |= UFFD_FEATURE_EVENT_REMOVE;
+    // mremap keeps the registration and tells us, instead of silently dropping the markers.
+    if (probe.features & UFFD_FEATURE_EVENT_REMAP) want |= UFFD_FEATURE_EVENT_REMAP;
     uffd_ = std::make_unique<Userfaultfd>(want);
+    kernelWritesTrap_ = uffd_->route() != UffdRoute::kSyscallUserModeOnly;
+    captureEpoch_.assign(nChunks_, 0);
+    captureSnap_.assign(nChunks_, 0);
     if (opts.restore) {
       // Tracked from the start: every page the source copies in arrives write-protected.
       uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
@@ -163,8 +168,10 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
   const uint64_t t0 = NowNs();
   SnapshotResult r;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (closed_) throw std::logic_error("region is closed");
+    CheckUsableLocked();
+    WaitForHandlerLocked(lock);
     MergeZeroServedLocked();
     if (!tracking_ || baselineBroken_) {
       r.chunks = ProtectAllAndListPopulated();
@@ -192,6 +199,8 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
 
 void Region::CaptureLocked(uint32_t c) {
   const uint64_t snap = pendingSnap_[c];
+  captureEpoch_[c] = readEpoch_;
+  captureSnap_[c] = snap;
   BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
   sink_->Stage(snap, c, raw);
   rawQueue_.push_back({snap, c, std::move(raw)});
@@ -214,7 +223,10 @@ void Region::OnWriteFault(uintptr_t addr) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.wpFaults++;
-    if (addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) return;
+    if (moved_ || addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) {
+      ReleaseStrayFaultLocked(addr, true);
+      return;
+    }
     const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
     size_t g0 = page & ~static_cast<size_t>(faultAround_ - 1);
     size_t g1 = std::min(g0 + faultAround_, nPages_);
@@ -245,8 +257,11 @@ void Region::OnMissingFault(uintptr_t addr) {
   // Alloc'd regions are not registered for missing faults; serve zeros so no thread can hang.
   std::lock_guard<std::mutex> lock(mu_);
   stats_.missingFaults++;
+  if (moved_ || addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) {
+    ReleaseStrayFaultLocked(addr, false);
+    return;
+  }
   const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
-  if (page >= nPages_) return;
   if (!uffd_->ZeroPage(base_ + page * kPageSize, kPageSize)) uffd_->Wake(base_ + page * kPageSize, kPageSize);
 }
 
@@ -261,8 +276,14 @@ void Region::OnRemove(uintptr_t start, uintptr_t end) {
   // without a write fault, so the next snapshot must save them.
   written_.SetRange(p0, p1);
   uint64_t lost = 0;
-  for (size_t c = p0 / kPagesPerChunk; c <= (p1 - 1) / kPagesPerChunk; c++)
-    if (pendingSnap_[c] && (lost == 0 || pendingSnap_[c] < lost)) lost = pendingSnap_[c];
+  auto consider = [&](uint64_t snap) {
+    if (snap && (lost == 0 || snap < lost)) lost = snap;
+  };
+  for (size_t c = p0 / kPagesPerChunk; c <= (p1 - 1) / kPagesPerChunk; c++) {
+    consider(pendingSnap_[c]);
+    // Captured after the read that brought this event: possibly the discarded contents.
+    if (captureEpoch_[c] >= readEpoch_) consider(captureSnap_[c]);
+  }
   if (!lost) return;
   // A capture in flight lost its contents: that snapshot and every later one of this
   // region fail, and the next snapshot starts a new full baseline.
@@ -272,6 +293,84 @@ void Region::OnRemove(uintptr_t start, uintptr_t end) {
   inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(), [&](const Inflight& f) { return f.snap >= lost; }),
                   inflight_.end());
   baselineBroken_ = true;
+}
+
+void Region::BeginEventRead() {
+  std::lock_guard<std::mutex> lock(mu_);
+  readEpoch_++;
+}
+
+void Region::EndEventBatch() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    doneEpoch_ = readEpoch_;
+  }
+  handlerCv_.notify_all();
+}
+
+void Region::WaitForHandlerLocked(std::unique_lock<std::mutex>& lock) {
+  // Only the batch in progress now: a handler that keeps reading new faults cannot starve us.
+  const uint64_t target = readEpoch_;
+  handlerCv_.wait(lock, [&] { return doneEpoch_ >= target || closed_; });
+}
+
+void Region::OnRemap(uintptr_t from, uintptr_t to, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(base_), hi = lo + size_;
+  if (from + len <= lo || from >= hi || moved_) return;
+  // Our view of the memory (and the JS ArrayBuffer's) is stale: stop tracking for good. Captures
+  // still to do would read the old addresses: they are dropped, failing their snapshots.
+  moved_ = true;
+  uint64_t lost = 0;
+  for (auto& s : pendingSnap_) {
+    if (s && (lost == 0 || s < lost)) lost = s;
+    s = 0;
+  }
+  inflight_.clear();
+  if (lost) sink_->Fail(lost, "the region's memory was moved by mremap() before it was saved");
+}
+
+void Region::CheckUsableLocked() const {
+  if (moved_)
+    throw MovedError("the region's memory was moved by mremap(): its write tracking is lost");
+}
+
+void Region::ReleaseStrayFaultLocked(uintptr_t addr, bool wp) {
+  // Only reachable after an mremap (EVENT_REMAP keeps the moved range registered): never
+  // leave the faulting thread blocked.
+  uint8_t* page = reinterpret_cast<uint8_t*>(addr & ~(uintptr_t{kPageSize} - 1));
+  try {
+    if (wp)
+      uffd_->WriteProtect(page, kPageSize, false);
+    else if (!uffd_->ZeroPage(page, kPageSize))
+      uffd_->Wake(page, kPageSize);
+  } catch (const SysError&) {
+    try {
+      uffd_->Wake(page, kPageSize);
+    } catch (const SysError&) {
+    }
+  }
+}
+
+void Region::Unprotect(size_t offset, size_t len) {
+  bool captured = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw std::logic_error("region is closed");
+    CheckUsableLocked();
+    if (offset > size_ || len > size_ - offset) throw std::out_of_range("range beyond the region");
+    if (len == 0 || !tracking_) return;
+    const size_t p0 = offset / kPageSize, p1 = (offset + len + kPageSize - 1) / kPageSize;
+    for (size_t c = p0 / kPagesPerChunk; c <= (p1 - 1) / kPagesPerChunk; c++) {
+      if (pendingSnap_[c]) {
+        CaptureLocked(static_cast<uint32_t>(c));
+        captured = true;
+      }
+    }
+    uffd_->WriteProtect(base_ + p0 * kPageSize, (p1 - p0) * kPageSize, false);
+    written_.SetRange(p0, p1);
+  }
+  if (captured) saverCv_.notify_one();
 }
 
 void Region::WakeSaver() {
@@ -289,6 +388,7 @@ bool Region::SaveStep() {
   RawCapture raw;
   uint64_t snap = 0;
   uint32_t chunk = 0;
+  uint64_t epoch = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!rawQueue_.empty()) {
@@ -304,6 +404,7 @@ bool Region::SaveStep() {
         }
         chunk = f.chunks[f.next++];
         snap = f.snap;
+        epoch = readEpoch_;
         break;
       }
       if (!snap) return false;
@@ -319,6 +420,8 @@ bool Region::SaveStep() {
   std::lock_guard<std::mutex> lock(mu_);
   if (pendingSnap_[chunk] == snap) {
     pendingSnap_[chunk] = 0;
+    captureEpoch_[chunk] = epoch;
+    captureSnap_[chunk] = snap;
     stats_.chunksSavedInBackground++;
     stats_.bytesCaptured += kChunkSize;
     sink_->Put(snap, chunk, std::move(encoded));
@@ -329,8 +432,10 @@ bool Region::SaveStep() {
 }
 
 std::vector<uint32_t> Region::PrepareRollback() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
+  CheckUsableLocked();
+  WaitForHandlerLocked(lock);
   FlushLocked();
   MergeZeroServedLocked();
   if (!tracking_) {
@@ -344,6 +449,7 @@ std::vector<uint32_t> Region::PrepareRollback() {
 std::vector<uint32_t> Region::Rollback(const std::vector<ChunkSource>& sources) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
+  CheckUsableLocked();
   FlushLocked();
   MergeZeroServedLocked();
   Bitmap covered(nChunks_);
@@ -412,6 +518,7 @@ void Region::Grow(size_t newSize) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
   if (newSize % kChunkSize != 0) throw std::invalid_argument("new size must be a multiple of 64 KiB");
+  CheckUsableLocked();
   if (newSize <= size_) return;
   uffd_->Register(base_ + size_, newSize - size_, UFFDIO_REGISTER_MODE_WP);
   const size_t oldPages = nPages_;
@@ -420,6 +527,8 @@ void Region::Grow(size_t newSize) {
   nChunks_ = newSize / kChunkSize;
   written_.Resize(nPages_);
   pendingSnap_.resize(nChunks_, 0);
+  captureEpoch_.resize(nChunks_, 0);
+  captureSnap_.resize(nChunks_, 0);
   if (tracking_) written_.SetRange(oldPages, nPages_);
 }
 
@@ -444,7 +553,11 @@ void Region::Close() {
   saver_.reset();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (tracking_) uffd_->WriteProtect(base_, size_, false);  // wakes any writer still blocked
+    try {
+      if (tracking_) uffd_->WriteProtect(base_, size_, false);  // wakes any writer still blocked
+    } catch (const SysError&) {
+      // Part of the range is no longer registered (moved by mremap): nothing waits there.
+    }
   }
   handler_.reset();
   if (source_) source_->Close();
