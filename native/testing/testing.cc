@@ -25,10 +25,10 @@
 namespace {
 
 uint8_t* ViewData(const Napi::Value& v, size_t* len) {
-  Napi::TypedArray t = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer ab = t.ArrayBuffer();
+  // Through the typed array itself: its buffer may be a SharedArrayBuffer (shared wasm memory).
+  Napi::Uint8Array t = v.As<Napi::Uint8Array>();
   *len = t.ByteLength();
-  return static_cast<uint8_t*>(ab.Data()) + t.ByteOffset();
+  return t.Data();
 }
 
 // ---- writer threads ----
