@@ -157,6 +157,7 @@ export class Region {
       });
     }
     const faultAround = checkFaultAround(opts.faultAround);
+    checkChunkRanges(store, id!, info.size);
     if (store._hasUnpersistedHistory(id!)) {
       // Part of its history exists only in this process's memory: copy it in eagerly.
       const region = new Region({ size: info.size, store, name: opts.name, faultAround });
@@ -279,6 +280,7 @@ export class Region {
     if (info.size > this._size) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} holds ${info.size} bytes; region "${this.name}" has only ${this._size}`);
     }
+    checkChunkRanges(this.store, id, info.size);
     const addon = native();
     if (this.source) this.waitUntilRestored();
     try {
@@ -378,6 +380,23 @@ export class Region {
     } finally {
       this.store._detachRegion(this.name);
       if (this.ownsStore) this.store.close();
+    }
+  }
+}
+
+/**
+ * A chunk row outside its region (a damaged store) would leave the chunk it belonged to to an
+ * older snapshot or to zero: wrong bytes. Refuse such a history before touching memory.
+ */
+function checkChunkRanges(store: Store, id: number, size: number): void {
+  const n = Math.ceil(size / CHUNK_SIZE);
+  for (const a of store.ancestors(id)) {
+    for (const c of store.chunkSet(a)) {
+      if (c >= n) {
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${a} (in the history of ${id}) has chunk ${c} outside its ${n}-chunk region`, {
+          hint: 'The store is damaged; run `usnap verify <store>` to see which snapshots are affected.',
+        });
+      }
     }
   }
 }

@@ -164,12 +164,13 @@ bool PageSource::Supply(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash,
     state_[c] = kFilling;
     fillers_++;
   }
-  if (codec == Codec::kZero)
+  if (codec == Codec::kZero && len == 0)
     ServeZero(c);  // a data chunk that is zero in the store: the reader's plan knew better
   else
-    Materialize(c, codec, rawLen, hash, bytes, len);
+    Materialize(c, codec, rawLen, hash, bytes, len);  // checks: a "zero" blob with bytes is corrupt
   return true;
 }
+
 
 void PageSource::Materialize(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes,
                              size_t len) {

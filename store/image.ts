@@ -51,7 +51,12 @@ export function chunkMap(store: Store, id: number): ChunkMap {
     if (store.chunkSet(s).length === 0) continue;
     for (const r of rows.iterate(s) as Iterable<{ chunk: number; blob_id: number | null }>) {
       const c = r.chunk;
-      if (c < 0 || c >= n || owner[c] !== 0) continue;
+      if (!Number.isInteger(c) || c < 0 || c >= n) {
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${s} has chunk ${String(c)} outside its ${n}-chunk region`, {
+          hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
+        });
+      }
+      if (owner[c] !== 0) continue;
       owner[c] = s;
       blob[c] = r.blob_id ?? 0;
       left--;
