@@ -350,7 +350,7 @@ export class Store {
     }
     this.info(id);
     try {
-      this.db.transaction(() => this.deleteInTransaction(id))();
+      this.db.transaction(() => this.deleteInTransaction(id)).immediate();  // see StoreWriter.apply
     } catch (err) {
       throw sqliteError(err, this.path);
     }
@@ -413,7 +413,7 @@ export class Store {
           }
         }
         this.db.exec('DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.blob_id = blobs.id)');
-      })();
+      }).immediate();
       this.db.pragma('incremental_vacuum');
       if (!this.memory) this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (err) {

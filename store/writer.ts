@@ -1,6 +1,6 @@
 // Applies what the capture sink hands over to the database: one transaction per batch, and a
 // snapshot is marked complete only in the transaction that commits its last chunk.
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database, Statement, Transaction } from 'better-sqlite3';
 import type { NativeBatch } from '../lib/native';
 import { CODEC } from './schema';
 
@@ -31,7 +31,7 @@ export class StoreWriter {
   private readonly dropOrphanBlobs: Statement;
   /** Bytes each open snapshot added to the store after dedup. */
   private readonly uniqueBytes = new Map<number, number>();
-  private readonly applyTx: (batch: NativeBatch) => WriteResult;
+  private readonly applyTx: Transaction<(batch: NativeBatch) => WriteResult>;
 
   constructor(db: Database) {
     this.insertSnapshot = db.prepare(
@@ -56,7 +56,10 @@ export class StoreWriter {
   }
 
   apply(batch: NativeBatch): WriteResult {
-    return this.applyTx(batch);
+    // IMMEDIATE: a deferred transaction that reads and then writes gets SQLITE_BUSY (without
+    // the busy handler) when another connection (store.delete/gc on the main thread) committed
+    // in between, and that killed the writer.
+    return this.applyTx.immediate(batch);
   }
 
   private applyInTransaction(batch: NativeBatch): WriteResult {
