@@ -57,6 +57,12 @@ export function chunkMap(store: Store, id: number): ChunkMap {
         });
       }
       if (owner[c] !== 0) continue;
+      if (r.blob_id !== null && !(Number.isInteger(r.blob_id) && r.blob_id > 0)) {
+        // 0 would read as "all zero" below: a damaged reference must not pass for zeros.
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${s} chunk ${c}: invalid blob id ${String(r.blob_id)}`, {
+          hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
+        });
+      }
       owner[c] = s;
       blob[c] = r.blob_id ?? 0;
       left--;
