@@ -170,8 +170,8 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (closed_) throw std::logic_error("region is closed");
+    WaitForHandlerLocked(lock);  // a REMAP/REMOVE that mremap/madvise returned from is handled
     CheckUsableLocked();
-    WaitForHandlerLocked(lock);
     MergeZeroServedLocked();
     if (!tracking_ || baselineBroken_) {
       r.chunks = ProtectAllAndListPopulated();
@@ -355,8 +355,9 @@ void Region::ReleaseStrayFaultLocked(uintptr_t addr, bool wp) {
 void Region::Unprotect(size_t offset, size_t len) {
   bool captured = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (closed_) throw std::logic_error("region is closed");
+    WaitForHandlerLocked(lock);
     CheckUsableLocked();
     if (offset > size_ || len > size_ - offset) throw std::out_of_range("range beyond the region");
     if (len == 0 || !tracking_) return;
@@ -434,8 +435,8 @@ bool Region::SaveStep() {
 std::vector<uint32_t> Region::PrepareRollback() {
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
-  CheckUsableLocked();
   WaitForHandlerLocked(lock);
+  CheckUsableLocked();
   FlushLocked();
   MergeZeroServedLocked();
   if (!tracking_) {
