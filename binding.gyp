@@ -38,6 +38,16 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags": ["-O2", "-fvisibility=hidden"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    },
+    {
+      "target_name": "usnap_testing",
+      "sources": ["native/testing/testing.cc"],
+      "include_dirs": ["<(napi_include)"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags": ["-O2", "-fvisibility=hidden"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
     }
   ]
 }

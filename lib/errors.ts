@@ -72,6 +72,11 @@ export function fromNative(err: unknown, context: string): SnapshotError {
         hint: 'Give the WebAssembly.Memory a `maximum` so the engine reserves its address range and grows it in place.',
         cause: err,
       });
+    case 'REMAPPED':
+      return new SnapshotError('REGION_MISMATCH', msg, {
+        hint: "The region's memory was moved with mremap(), so its writes are no longer tracked. Close the region and restore it from its last snapshot; never mremap region memory.",
+        cause: err,
+      });
     case 'NOMEM':
       return new SnapshotError('ENOMEM', msg, { cause: err });
     default:

@@ -115,6 +115,8 @@ export interface Addon {
   region_uncached(h: RegionHandle, target: number, chunks: Uint32Array): Uint32Array;
   region_stats(h: RegionHandle): NativeRegionStats;
   region_grow(h: RegionHandle, view: Uint8Array): void;
+  region_unprotect(h: RegionHandle, offset: number, length: number): void;
+  region_kernel_writes_trap(h: RegionHandle): boolean;
   region_close(h: RegionHandle): void;
   sink_open(): number;
   sink_drain(sink: number, maxBytes: number, waitMs: number, lingerMs?: number): NativeBatch;

@@ -201,6 +201,7 @@ export class Region {
       });
     }
     const tuning = checkTuning(opts);
+    checkChunkRanges(store, id!, info.size);
     if (store._hasUnpersistedHistory(id!)) {
       // Part of its history exists only in this process's memory: copy it in eagerly.
       const region = new Region({ size: info.size, store, name: opts.name, tuning });
@@ -342,6 +343,7 @@ export class Region {
     if (info.size > this._size) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} holds ${info.size} bytes; region "${this.name}" has only ${this._size}`);
     }
+    checkChunkRanges(this.store, id, info.size);
     const addon = native();
     if (this.source) this.waitUntilRestored();
     try {
@@ -382,6 +384,40 @@ export class Region {
     this.source = 0;
   }
 
+  /**
+   * Whether a write by the kernel itself into a write-protected page (`fs.readSync` or
+   * `read(2)` into the region, `recv(2)`, ...) is trapped and tracked like a program write.
+   * False when the process may only use userfaultfd in user mode (unprivileged, with
+   * vm.unprivileged_userfaultfd=0): such a syscall then fails with EFAULT and writes nothing
+   * to the protected pages, so no snapshot is corrupted. Call `unprotect()` on the target range
+   * first to let it through.
+   */
+  get kernelWritesTrap(): boolean {
+    return native().region_kernel_writes_trap(this.h());
+  }
+
+  /**
+   * Makes [offset, offset + length) writable by the kernel until the next snapshot: pages an
+   * in-flight snapshot still has to save are captured first, then write protection is lifted
+   * and the range counts as written (the next snapshot saves it). Needed before a syscall
+   * writes into the region when `kernelWritesTrap` is false; harmless otherwise.
+   */
+  unprotect(offset: number, length: number): void {
+    const h = this.h();
+    if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument('offset', 'a non-negative integer', offset);
+    if (!Number.isSafeInteger(length) || length < 0) throw invalidArgument('length', 'a non-negative integer', length);
+    if (offset + length > this._size) {
+      throw new SnapshotError('INVALID_ARGUMENT', `range ${offset}+${length} goes beyond region "${this.name}" (${this._size} bytes)`);
+    }
+    // Chunks a lazy restore has not brought in yet would fault in kernel mode: finish first.
+    if (this.source) this.waitUntilRestored();
+    try {
+      native().region_unprotect(h, offset, length);
+    } catch (err) {
+      throw fromNative(err, `unprotect of region "${this.name}" failed`);
+    }
+  }
+
   stats(): RegionStats {
     const s = native().region_stats(this.h());
     const pagesPerChunk = CHUNK_SIZE / PAGE_SIZE;
@@ -415,6 +451,23 @@ export class Region {
     } finally {
       this.store._detachRegion(this.name);
       if (this.ownsStore) this.store.close();
+    }
+  }
+}
+
+/**
+ * A chunk row outside its region (a damaged store) would leave the chunk it belonged to to an
+ * older snapshot or to zero: wrong bytes. Refuse such a history before touching memory.
+ */
+function checkChunkRanges(store: Store, id: number, size: number): void {
+  const n = Math.ceil(size / CHUNK_SIZE);
+  for (const a of store.ancestors(id)) {
+    for (const c of store.chunkSet(a)) {
+      if (c >= n) {
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${a} (in the history of ${id}) has chunk ${c} outside its ${n}-chunk region`, {
+          hint: 'The store is damaged; run `usnap verify <store>` to see which snapshots are affected.',
+        });
+      }
     }
   }
 }

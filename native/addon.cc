@@ -40,6 +40,8 @@ Napi::Value Guard(const Napi::CallbackInfo& info, Fn fn) {
     throw err;
   } catch (const CorruptError& e) {
     throw NativeError(env, "CORRUPT", e.what());
+  } catch (const MovedError& e) {
+    throw NativeError(env, "REMAPPED", e.what());
   } catch (const std::invalid_argument& e) {
     throw NativeError(env, "INVALID", e.what());
   } catch (const std::out_of_range& e) {
@@ -336,6 +338,22 @@ Napi::Value RegionUncached(const Napi::CallbackInfo& info) {
     const uint64_t target = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     Napi::Uint32Array a = info[2].As<Napi::Uint32Array>();
     return ToUint32Array(env, h->region->Uncached(target, std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength())));
+  });
+}
+
+// region_unprotect(handle, offset, length): lets the kernel write there until the next snapshot.
+Napi::Value RegionUnprotect(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionHandle* h = GetRegion(env, info[0]);
+    h->region->Unprotect(static_cast<size_t>(info[1].As<Napi::Number>().Int64Value()),
+                         static_cast<size_t>(info[2].As<Napi::Number>().Int64Value()));
+    return env.Undefined();
+  });
+}
+
+Napi::Value RegionKernelWritesTrap(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    return Napi::Boolean::New(env, GetRegion(env, info[0])->region->kernelWritesTrap());
   });
 }
 
@@ -648,6 +666,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("region_rollback", Napi::Function::New(env, RegionRollback, "region_rollback"));
   exports.Set("region_uncached", Napi::Function::New(env, RegionUncached, "region_uncached"));
   exports.Set("region_grow", Napi::Function::New(env, RegionGrow, "region_grow"));
+  exports.Set("region_unprotect", Napi::Function::New(env, RegionUnprotect, "region_unprotect"));
+  exports.Set("region_kernel_writes_trap", Napi::Function::New(env, RegionKernelWritesTrap, "region_kernel_writes_trap"));
   exports.Set("region_stats", Napi::Function::New(env, RegionStatsFn, "region_stats"));
   exports.Set("region_close", Napi::Function::New(env, RegionClose, "region_close"));
   exports.Set("region_source", Napi::Function::New(env, RegionSource, "region_source"));

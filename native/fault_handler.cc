@@ -39,9 +39,13 @@ void FaultHandler::Run() {
     }
     if (fds[1].revents) return;
     if (fds[0].revents & (POLLERR | POLLNVAL)) return;
+    region_->BeginEventRead();
     ssize_t got = read(uffd_, msgs, sizeof(msgs));
     if (got < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
+      const int err = errno;
+      region_->EndEventBatch();
+      if (err == EAGAIN || err == EINTR) continue;
+      errno = err;
       perror("uffd-snapshot: read(userfaultfd)");
       return;
     }
@@ -59,6 +63,9 @@ void FaultHandler::Run() {
           case UFFD_EVENT_REMOVE:
             region_->OnRemove(m.arg.remove.start, m.arg.remove.end);
             break;
+          case UFFD_EVENT_REMAP:
+            region_->OnRemap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
+            break;
           default:
             break;
         }
@@ -68,5 +75,6 @@ void FaultHandler::Run() {
         std::terminate();
       }
     }
+    region_->EndEventBatch();
   }
 }

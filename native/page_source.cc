@@ -90,7 +90,7 @@ void PageSource::FillerLoop() {
       state_[c] = kFilling;
       fillers_++;
     }
-    if (blob->codec == Codec::kZero)
+    if (blob->codec == Codec::kZero && blob->bytes.empty())
       ServeZero(c);  // a data chunk that is zero in the store: the reader's plan knew better
     else
       Materialize(c, blob->codec, blob->rawLen, blob->hash, blob->bytes.data(), blob->bytes.size());
@@ -103,12 +103,16 @@ void PageSource::OnMissingFault(uintptr_t addr) {
   const uint32_t c = static_cast<uint32_t>((addr - lo) / kChunk);
   BlobPtr blob;
   bool zero = false;
+  bool present = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_[c] != kPresent) faulted_[c] = 1;
     switch (state_[c]) {
       case kPresent:
-        break;  // served meanwhile: the copy already woke the thread, but wake to be sure
+        // Served already, yet missing again: discarded since (MADV_DONTNEED, reported to the
+        // region as REMOVE). Such memory reads as zero; waking alone would refault forever.
+        present = true;
+        break;
       case kCorrupt:
         DieCorrupt(c);
       case kWanted:
@@ -132,7 +136,16 @@ void PageSource::OnMissingFault(uintptr_t addr) {
         break;
     }
   }
-  if (zero)
+  if (present) {
+    static const std::vector<uint8_t> zeros(4096, 0);
+    uint8_t* page = reinterpret_cast<uint8_t*>(addr & ~uintptr_t{4095});
+    try {
+      // UFFDIO_COPY (unlike ZEROPAGE) replaces a write-protect marker a later snapshot left.
+      if (!uffd_->Copy(page, zeros.data(), 4096, true)) uffd_->Wake(page, 4096);
+    } catch (const SysError& e) {
+      if (e.errnum() != ENOENT && e.errnum() != EINVAL) throw;
+    }
+  } else if (zero)
     ServeZero(c);
   else if (blob)
     Materialize(c, blob->codec, blob->rawLen, blob->hash, blob->bytes.data(), blob->bytes.size());
@@ -178,6 +191,7 @@ bool PageSource::Supply(uint32_t c, BlobPtr blob) {
   cv_.notify_all();
   return true;
 }
+
 
 void PageSource::Materialize(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes,
                              size_t len) {

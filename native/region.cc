@@ -165,7 +165,12 @@ Region::Region(const RegionOptions& opts)
       want |= UFFD_FEATURE_WP_ASYNC;
     }
     if (probe.features & UFFD_FEATURE_EVENT_REMOVE) want |= UFFD_FEATURE_EVENT_REMOVE;
+    // mremap keeps the registration and tells us, instead of silently dropping the markers.
+    if (probe.features & UFFD_FEATURE_EVENT_REMAP) want |= UFFD_FEATURE_EVENT_REMAP;
     uffd_ = std::make_unique<Userfaultfd>(want);
+    kernelWritesTrap_ = uffd_->route() != UffdRoute::kSyscallUserModeOnly;
+    captureEpoch_.assign(nChunks_, 0);
+    captureSnap_.assign(nChunks_, 0);
     if (opts.restore) {
       // Tracked from the start: every page the source copies in arrives write-protected.
       uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
@@ -231,8 +236,10 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
   const uint64_t t0 = NowNs();
   SnapshotResult r;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (closed_) throw std::logic_error("region is closed");
+    WaitForHandlerLocked(lock);  // a REMAP/REMOVE that mremap/madvise returned from is handled
+    CheckUsableLocked();
     MergeZeroServedLocked();
     bool scanLater = false;
     if (pauseMode_) {
@@ -303,6 +310,8 @@ std::vector<uint32_t> Region::ChangedChunksLocked() {
 
 void Region::CaptureLocked(uint32_t c) {
   const uint64_t snap = pendingSnap_[c];
+  captureEpoch_[c] = readEpoch_;
+  captureSnap_[c] = snap;
   pendingSnap_[c] = 0;
   stats_.chunksCapturedByHandler++;
   stats_.bytesCaptured += kChunkSize;
@@ -335,7 +344,10 @@ void Region::OnWriteFault(uintptr_t addr) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.wpFaults++;
-    if (addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) return;
+    if (moved_ || addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) {
+      ReleaseStrayFaultLocked(addr, true);
+      return;
+    }
     const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
     size_t g0 = page & ~static_cast<size_t>(faultAround_ - 1);
     // A write that continues right where the previous fault's group ended is sequential:
@@ -372,8 +384,11 @@ void Region::OnMissingFault(uintptr_t addr) {
   // Alloc'd regions are not registered for missing faults; serve zeros so no thread can hang.
   std::lock_guard<std::mutex> lock(mu_);
   stats_.missingFaults++;
+  if (moved_ || addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) {
+    ReleaseStrayFaultLocked(addr, false);
+    return;
+  }
   const size_t page = (addr - reinterpret_cast<uintptr_t>(base_)) / kPageSize;
-  if (page >= nPages_) return;
   if (!uffd_->ZeroPage(base_ + page * kPageSize, kPageSize)) uffd_->Wake(base_ + page * kPageSize, kPageSize);
 }
 
@@ -393,8 +408,14 @@ void Region::OnRemove(uintptr_t start, uintptr_t end) {
   // without a write fault, so the next snapshot must save them.
   written_.SetRange(p0, p1);
   uint64_t lost = 0;
-  for (size_t c = p0 / kPagesPerChunk; c <= (p1 - 1) / kPagesPerChunk; c++)
-    if (pendingSnap_[c] && (lost == 0 || pendingSnap_[c] < lost)) lost = pendingSnap_[c];
+  auto consider = [&](uint64_t snap) {
+    if (snap && (lost == 0 || snap < lost)) lost = snap;
+  };
+  for (size_t c = p0 / kPagesPerChunk; c <= (p1 - 1) / kPagesPerChunk; c++) {
+    consider(pendingSnap_[c]);
+    // Captured after the read that brought this event: possibly the discarded contents.
+    if (captureEpoch_[c] >= readEpoch_) consider(captureSnap_[c]);
+  }
   if (!lost) return;
   // A capture in flight lost its contents: that snapshot and every later one of this
   // region fail, and the next snapshot starts a new full baseline.
@@ -404,6 +425,85 @@ void Region::OnRemove(uintptr_t start, uintptr_t end) {
   inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(), [&](const Inflight& f) { return f.snap >= lost; }),
                   inflight_.end());
   baselineBroken_ = true;
+}
+
+void Region::BeginEventRead() {
+  std::lock_guard<std::mutex> lock(mu_);
+  readEpoch_++;
+}
+
+void Region::EndEventBatch() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    doneEpoch_ = readEpoch_;
+  }
+  handlerCv_.notify_all();
+}
+
+void Region::WaitForHandlerLocked(std::unique_lock<std::mutex>& lock) {
+  // Only the batch in progress now: a handler that keeps reading new faults cannot starve us.
+  const uint64_t target = readEpoch_;
+  handlerCv_.wait(lock, [&] { return doneEpoch_ >= target || closed_; });
+}
+
+void Region::OnRemap(uintptr_t from, uintptr_t to, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(base_), hi = lo + size_;
+  if (from + len <= lo || from >= hi || moved_) return;
+  // Our view of the memory (and the JS ArrayBuffer's) is stale: stop tracking for good. Captures
+  // still to do would read the old addresses: they are dropped, failing their snapshots.
+  moved_ = true;
+  uint64_t lost = 0;
+  for (auto& s : pendingSnap_) {
+    if (s && (lost == 0 || s < lost)) lost = s;
+    s = 0;
+  }
+  inflight_.clear();
+  if (lost) sink_->Fail(lost, "the region's memory was moved by mremap() before it was saved");
+}
+
+void Region::CheckUsableLocked() const {
+  if (moved_)
+    throw MovedError("the region's memory was moved by mremap(): its write tracking is lost");
+}
+
+void Region::ReleaseStrayFaultLocked(uintptr_t addr, bool wp) {
+  // Only reachable after an mremap (EVENT_REMAP keeps the moved range registered): never
+  // leave the faulting thread blocked.
+  uint8_t* page = reinterpret_cast<uint8_t*>(addr & ~(uintptr_t{kPageSize} - 1));
+  try {
+    if (wp)
+      uffd_->WriteProtect(page, kPageSize, false);
+    else if (!uffd_->ZeroPage(page, kPageSize))
+      uffd_->Wake(page, kPageSize);
+  } catch (const SysError&) {
+    try {
+      uffd_->Wake(page, kPageSize);
+    } catch (const SysError&) {
+    }
+  }
+}
+
+void Region::Unprotect(size_t offset, size_t len) {
+  bool captured = false;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (closed_) throw std::logic_error("region is closed");
+    WaitForHandlerLocked(lock);
+    CheckUsableLocked();
+    if (offset > size_ || len > size_ - offset) throw std::out_of_range("range beyond the region");
+    if (len == 0 || !tracking_) return;
+    const size_t p0 = offset / kPageSize, p1 = (offset + len + kPageSize - 1) / kPageSize;
+    for (size_t c = p0 / kPagesPerChunk; c <= (p1 - 1) / kPagesPerChunk; c++) {
+      if (pendingSnap_[c]) {
+        CaptureLocked(static_cast<uint32_t>(c));
+        captured = true;
+      }
+    }
+    uffd_->WriteProtect(base_ + p0 * kPageSize, (p1 - p0) * kPageSize, false);
+    written_.SetRange(p0, p1);
+  }
+  if (captured) saverCv_.notify_one();
 }
 
 void Region::WakeSaver() {
@@ -422,6 +522,7 @@ bool Region::SaveStep() {
   uint64_t snap = 0;
   uint32_t chunk = 0;
   uint64_t scanFor = 0;
+  uint64_t epoch = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!rawQueue_.empty()) {
@@ -448,6 +549,7 @@ bool Region::SaveStep() {
         }
         chunk = f.chunks[f.next++];
         snap = f.snap;
+        epoch = readEpoch_;
         break;
       }
       if (!snap) return false;
@@ -470,6 +572,8 @@ bool Region::SaveStep() {
   std::lock_guard<std::mutex> lock(mu_);
   if (pendingSnap_[chunk] == snap) {
     pendingSnap_[chunk] = 0;
+    captureEpoch_[chunk] = epoch;
+    captureSnap_[chunk] = snap;
     stats_.chunksSavedInBackground++;
     stats_.bytesCaptured += kChunkSize;
     sink_->Put(snap, chunk, std::move(encoded));
@@ -480,8 +584,10 @@ bool Region::SaveStep() {
 }
 
 std::vector<uint32_t> Region::PrepareRollback() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
+  WaitForHandlerLocked(lock);
+  CheckUsableLocked();
   FlushLocked();
   MergeZeroServedLocked();
   if (!tracking_) {
@@ -505,6 +611,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
                                        const std::vector<uint32_t>& cached) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
+  CheckUsableLocked();
   FlushLocked();
   MergeZeroServedLocked();
   if (target != cacheSnap_) {
@@ -592,6 +699,7 @@ void Region::Grow(size_t newSize) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
   if (newSize % kChunkSize != 0) throw std::invalid_argument("new size must be a multiple of 64 KiB");
+  CheckUsableLocked();
   if (newSize <= size_) return;
   uffd_->Register(base_ + size_, newSize - size_, UFFDIO_REGISTER_MODE_WP);
   const size_t oldPages = nPages_;
@@ -600,6 +708,8 @@ void Region::Grow(size_t newSize) {
   nChunks_ = newSize / kChunkSize;
   written_.Resize(nPages_);
   pendingSnap_.resize(nChunks_, 0);
+  captureEpoch_.resize(nChunks_, 0);
+  captureSnap_.resize(nChunks_, 0);
   if (tracking_) written_.SetRange(oldPages, nPages_);
 }
 
@@ -624,7 +734,11 @@ void Region::Close() {
   saver_.reset();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (tracking_) uffd_->WriteProtect(base_, size_, false);  // wakes any writer still blocked
+    try {
+      if (tracking_) uffd_->WriteProtect(base_, size_, false);  // wakes any writer still blocked
+    } catch (const SysError&) {
+      // Part of the range is no longer registered (moved by mremap): nothing waits there.
+    }
   }
   handler_.reset();
   if (source_) source_->Close();

@@ -113,6 +113,13 @@ class Region {
   // The memory grew in place (WebAssembly.Memory.grow): track the new pages too. They were
   // writable untracked, so the next snapshot saves them.
   void Grow(size_t newSize);
+  // Lifts write protection from the pages of [offset, offset+len) until the next snapshot,
+  // capturing pending contents first, so the kernel can write there (read(2) into the region
+  // with a user-mode-only userfaultfd, where kernel writes to protected pages fail with EFAULT).
+  void Unprotect(size_t offset, size_t len);
+  // Whether a write by the kernel itself (read(2), recv(2)...) into a protected page traps to
+  // the handler. False with a UFFD_USER_MODE_ONLY descriptor: such writes fail with EFAULT.
+  bool kernelWritesTrap() const { return kernelWritesTrap_; }
   // Finishes captures in flight, stops the threads and unregisters. Idempotent.
   void Close();
 
@@ -120,6 +127,12 @@ class Region {
   void OnWriteFault(uintptr_t addr);
   void OnMissingFault(uintptr_t addr);
   void OnRemove(uintptr_t start, uintptr_t end);
+  void OnRemap(uintptr_t from, uintptr_t to, size_t len);
+  // Called before each read(2) of the descriptor: captures that start after this may see
+  // memory a REMOVE event in that read is about to discard.
+  void BeginEventRead();
+  // After the events of that read are handled: snapshots waiting for them may go on.
+  void EndEventBatch();
   // Saver thread: does one unit of work; returns false when there was none.
   bool SaveStep();
   // Blocks until there is save work or `stop` is set; false once stopped with nothing left.
@@ -153,6 +166,12 @@ class Region {
     if (source_) source_->TakeZeroServed(&written_, kPagesPerChunk);
   }
   bool HasSaveWorkLocked() const { return !rawQueue_.empty() || !inflight_.empty(); }
+  void CheckUsableLocked() const;
+  // Waits until the handler has handled every event it has read: a REMOVE that madvise() has
+  // already returned from is then recorded before we look at what was written.
+  void WaitForHandlerLocked(std::unique_lock<std::mutex>& lock);
+  // A fault outside the region's range (its memory was moved): let the thread go untracked.
+  void ReleaseStrayFaultLocked(uintptr_t addr, bool wp);
 
   uint8_t* base_ = nullptr;
   size_t size_ = 0;
@@ -184,6 +203,15 @@ class Region {
   static constexpr size_t kRollbackCacheBudget = 64u << 20;
   uint64_t cacheSnap_ = 0;
   std::unordered_map<uint32_t, std::vector<uint8_t>> cache_;
+  bool kernelWritesTrap_ = true;
+  bool moved_ = false;           // mremap moved (part of) the memory: tracking is lost
+  // REMOVE races: the kernel discards pages right after the handler reads the event, so a
+  // capture that began after that read may hold discarded (zero) contents.
+  uint64_t readEpoch_ = 0;                 // bumped before each read of the descriptor
+  std::vector<uint64_t> captureEpoch_;     // per chunk: readEpoch_ when its last capture began
+  std::vector<uint64_t> captureSnap_;      // per chunk: the snapshot that capture was for
+  uint64_t doneEpoch_ = 0;                 // readEpoch_ whose events are all handled
+  std::condition_variable handlerCv_;
 
   std::shared_ptr<PageSource> source_;
   std::unique_ptr<FaultHandler> handler_;

@@ -21,3 +21,9 @@ class CorruptError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// The region's memory was moved (mremap): its tracking is lost for good. Maps to REMAPPED.
+class MovedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};

@@ -36,7 +36,18 @@ export function chunkMap(store: Store, id: number): ChunkMap {
     }
     for (const r of store._blobIds(s)) {
       const c = r.chunk;
-      if (c < 0 || c >= n || owner[c] !== 0) continue;
+      if (!Number.isInteger(c) || c < 0 || c >= n) {
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${s} has chunk ${String(c)} outside its ${n}-chunk region`, {
+          hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
+        });
+      }
+      if (owner[c] !== 0) continue;
+      if (r.blob !== null && !(Number.isInteger(r.blob) && r.blob > 0)) {
+        // 0 would read as "all zero" below: a damaged reference must not pass for zeros.
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${s} chunk ${c}: invalid blob id ${String(r.blob)}`, {
+          hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
+        });
+      }
       owner[c] = s;
       blob[c] = r.blob ?? 0;
       left--;

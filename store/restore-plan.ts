@@ -11,6 +11,9 @@ export interface RestorePlan {
   blobIds: Float64Array;
 }
 
+/** Damage met while planning a restore; callers turn it into STORE_CORRUPT. */
+export class StoreCorrupt extends Error {}
+
 export function buildPlan(db: Database, snapshotId: number, nChunks: number): RestorePlan {
   const parentOf = db.prepare('SELECT parent_id FROM snapshots WHERE id = ?').pluck();
   const rowsOf = db.prepare('SELECT chunk, blob_id FROM chunks WHERE snapshot_id = ?').raw();
@@ -21,7 +24,10 @@ export function buildPlan(db: Database, snapshotId: number, nChunks: number): Re
   for (let s: number | null = snapshotId, depth = 0; s !== null && left > 0; depth++) {
     if (depth > 1_000_000) throw new Error(`snapshot history of ${snapshotId} loops`);
     for (const [chunk, blob] of rowsOf.iterate(s) as Iterable<[number, number | null]>) {
-      if (chunk < 0 || chunk >= nChunks || seen[chunk]) continue;
+      // A row outside the region means the chunk it belongs to is lost: serving the parent's
+      // (or zero) contents there instead would hand back wrong bytes.
+      if (!Number.isInteger(chunk) || chunk < 0 || chunk >= nChunks) throw new StoreCorrupt(`snapshot ${s} has chunk ${String(chunk)} outside its ${nChunks}-chunk region`);
+      if (seen[chunk]) continue;
       seen[chunk] = 1;
       left--;
       if (blob !== null) {

@@ -734,6 +734,9 @@ export class Store {
     let set = this.chunkSetCache.get(id);
     if (!set) {
       const rows = this.db.prepare('SELECT chunk FROM chunks WHERE snapshot_id = ? ORDER BY chunk').pluck().all(id) as number[];
+      // Uint32Array.from would wrap 2^40 to 0 and turn text into 0: a damaged row must not alias a real chunk.
+      const bad = rows.find((c) => !Number.isInteger(c) || c < 0 || c > 0xffffffff);
+      if (bad !== undefined) throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} has an invalid chunk index ${String(bad)}`, { hint: 'Run `usnap verify` on the store.' });
       set = Uint32Array.from(rows);
       if (this.chunkSetCache.size > 256) this.chunkSetCache.clear();
       this.chunkSetCache.set(id, set);
