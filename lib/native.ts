@@ -111,7 +111,7 @@ export interface Addon {
   region_buffer(h: RegionHandle): ArrayBuffer | undefined;
   region_snapshot(h: RegionHandle, snapId: number, meta: string): NativeSnapshotResult;
   region_prepare_rollback(h: RegionHandle): Uint32Array;
-  region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources, target: number): Uint32Array;
+  region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources, target: number, onlyWritten?: boolean): Uint32Array;
   region_uncached(h: RegionHandle, target: number, chunks: Uint32Array): Uint32Array;
   region_stats(h: RegionHandle): NativeRegionStats;
   region_grow(h: RegionHandle, view: Uint8Array): void;

@@ -357,7 +357,7 @@ export class Region {
           const fromStore = new Set(uncached);
           sources.cached = all.filter((c) => !fromStore.has(c));
         }
-        const missing = addon.region_rollback(h, this.store.sink, sources, id);
+        const missing = addon.region_rollback(h, this.store.sink, sources, id, this._head === id);
         if (missing.length === 0) break;
         // Another thread wrote more chunks meanwhile: include them and try again.
         if (round > 100) throw new SnapshotError('INTERNAL', 'restore kept racing concurrent writers');

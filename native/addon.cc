@@ -315,7 +315,8 @@ Napi::Value RegionRollback(const Napi::CallbackInfo& info) {
         throw CorruptError("chunk " + std::to_string(s.chunk) + ": " + e.what());
       }
     }
-    return ToUint32Array(env, h->region->Rollback(target, sources, cached));
+    const bool onlyWritten = info.Length() > 4 && info[4].ToBoolean();
+    return ToUint32Array(env, h->region->Rollback(target, sources, cached, onlyWritten));
   });
 }
 

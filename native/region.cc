@@ -50,9 +50,9 @@ constexpr uint64_t kPageIsWritten = 1 << 1;
 constexpr uint64_t kScanWpMatching = 1 << 0;
 constexpr uint64_t kScanCheckWpAsync = 1 << 1;
 
-// Chunks holding a page written since it was last protected (async write-protect), and with
-// `protect` write-protects those pages in the same pass. Throws on failure.
-void ScanWritten(uint8_t* base, size_t size, bool protect, Bitmap* out) {
+// Units (pages or chunks, by `unit` bytes) holding a page written since it was last protected
+// (async write-protect); with `protect`, write-protects those pages in the same pass.
+void ScanWritten(uint8_t* base, size_t size, bool protect, Bitmap* out, size_t unit = kChunkSize) {
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw SysError("open(/proc/self/pagemap)", errno);
   std::vector<PageRegion> vec(1024);
@@ -76,8 +76,8 @@ void ScanWritten(uint8_t* base, size_t size, bool protect, Bitmap* out) {
       throw SysError("ioctl(PAGEMAP_SCAN)", err);
     }
     for (int i = 0; i < n; i++) {
-      const uint64_t first = (vec[i].start - reinterpret_cast<uint64_t>(base)) / kChunkSize;
-      const uint64_t last = (vec[i].end - 1 - reinterpret_cast<uint64_t>(base)) / kChunkSize;
+      const uint64_t first = (vec[i].start - reinterpret_cast<uint64_t>(base)) / unit;
+      const uint64_t last = (vec[i].end - 1 - reinterpret_cast<uint64_t>(base)) / unit;
       out->SetRange(first, last + 1);
     }
     if (arg.walk_end <= start) break;
@@ -608,7 +608,7 @@ std::vector<uint32_t> Region::Uncached(uint64_t target, const std::vector<uint32
 }
 
 std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkSource>& input,
-                                       const std::vector<uint32_t>& cached) {
+                                       const std::vector<uint32_t>& cached, bool onlyWritten) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
   CheckUsableLocked();
@@ -628,6 +628,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
     s.rawLen = kChunkSize;
     s.bytes = it->second.data();
     s.len = it->second.size();
+    s.fromCache = true;
     sources.push_back(s);
   }
   Bitmap covered(nChunks_);
@@ -644,6 +645,17 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
       if (!covered.Test(c)) missing.push_back(c);
   }
   if (!missing.empty()) return missing;
+  // Rolling back to the head itself: only pages written since differ. Copy just those from
+  // the cache (a fuzzer that writes one page per chunk rewrites pages, not chunks).
+  Bitmap pages;
+  if (onlyWritten && tracking_) {
+    if (pauseMode_) {
+      pages = Bitmap(nPages_);
+      ScanWritten(base_, size_, false, &pages, kPageSize);
+    } else {
+      pages = written_;
+    }
+  }
 
   std::vector<const ChunkSource*> order;
   order.reserve(sources.size());
@@ -664,6 +676,12 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
         const ChunkSource& s = *order[k];
         uint8_t* dst = ChunkAddr(s.chunk);
         if (s.rawLen != kChunkSize) throw CorruptError("chunk is not 64 KiB");
+        if (s.fromCache && pages.size()) {
+          const size_t p0 = size_t{s.chunk} * kPagesPerChunk;
+          for (size_t p = 0; p < kPagesPerChunk; p++)
+            if (pages.Test(p0 + p)) std::memcpy(dst + p * kPageSize, s.bytes + p * kPageSize, kPageSize);
+          continue;
+        }
         if (source_ && !source_->IsPresent(s.chunk)) {
           // Never materialized: fill it with the target contents directly.
           thread_local std::vector<uint8_t> scratch(kChunkSize);
@@ -681,8 +699,13 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
       written_.SetRange(order[i]->chunk * kPagesPerChunk, (order[j - 1]->chunk + 1) * kPagesPerChunk);
       throw;
     }
-    if (tracking_) uffd_->WriteProtect(runBase, runLen, true);
+    if (tracking_ && !pauseMode_) uffd_->WriteProtect(runBase, runLen, true);
     i = j;
+  }
+  if (tracking_ && pauseMode_) {
+    // One pass re-protects every page written since the head, ours included.
+    Bitmap ignored(nChunks_);
+    ScanWritten(base_, size_, true, &ignored);
   }
   if (!tracking_) {
     uffd_->WriteProtect(base_, size_, true);

@@ -68,6 +68,7 @@ struct ChunkSource {
   const uint8_t* bytes = nullptr;
   size_t len = 0;
   BlobPtr keep;
+  bool fromCache = false;  // decoded contents from the rollback cache
 };
 
 // Anonymous memory for a region, unmapped when the last owner lets go.
@@ -107,8 +108,9 @@ class Region {
   // Rewrites `sources` and the `cached` chunks (from the rollback cache) in place and makes
   // them the clean head state `target`. Returns the chunks written since PrepareRollback that
   // neither covers (nothing changed then; call again).
+  // `onlyWritten`: the target is the head, so only pages written since can differ.
   std::vector<uint32_t> Rollback(uint64_t target, const std::vector<ChunkSource>& sources,
-                                 const std::vector<uint32_t>& cached);
+                                 const std::vector<uint32_t>& cached, bool onlyWritten);
   RegionStats Stats();
   // The memory grew in place (WebAssembly.Memory.grow): track the new pages too. They were
   // writable untracked, so the next snapshot saves them.
