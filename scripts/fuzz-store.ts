@@ -21,6 +21,7 @@ export const MUTATIONS = [
   'file-byte-flips', 'blob-byte-flip', 'blob-truncate', 'wrong-chunk-count', 'chunk-beyond-region', 'chunk-negative',
   'oversized-raw-len', 'swap-blob-data', 'schema-version', 'schema-version-garbage', 'null-blob-data', 'garbage-codec',
   'missing-blob', 'parent-loop', 'region-size-garbage', 'text-in-integer', 'drop-table', 'truncate-file',
+  'swap-blob-refs', 'move-chunk', 'repoint-parent',
 ] as const;
 export type Mutation = (typeof MUTATIONS)[number];
 
@@ -139,6 +140,28 @@ function mutate(file: string, m: Mutation, rand: () => number): void {
       case 'missing-blob':
         db.prepare('UPDATE chunks SET blob_id = ? WHERE id = ?').run(pick([999999, -1, 0]), row.id);
         break;
+      case 'swap-blob-refs': {
+        // Two chunk rows trade blob references (and checksums): each reads as a valid blob.
+        const other = db.prepare('SELECT id, blob_id, hash FROM chunks WHERE id != ? AND blob_id IS NOT NULL AND blob_id != ? ORDER BY random() LIMIT 1').get(row.id, db.prepare('SELECT coalesce(blob_id, -1) FROM chunks WHERE id = ?').pluck().get(row.id)) as { id: number; blob_id: number; hash: bigint } | undefined;
+        if (!other) break;
+        const mine = db.prepare('SELECT blob_id, hash FROM chunks WHERE id = ?').get(row.id) as { blob_id: number; hash: bigint };
+        db.prepare('UPDATE chunks SET blob_id = ?, hash = ? WHERE id = ?').run(other.blob_id, other.hash, row.id);
+        db.prepare('UPDATE chunks SET blob_id = ?, hash = ? WHERE id = ?').run(mine.blob_id, mine.hash, other.id);
+        break;
+      }
+      case 'move-chunk': {
+        // A row moves to another chunk index inside the region that its snapshot does not store.
+        const free = db.prepare('SELECT chunk FROM chunks WHERE snapshot_id = (SELECT snapshot_id FROM chunks WHERE id = ?)').pluck().all(row.id) as number[];
+        const to = [...Array(16).keys()].find((c) => !free.includes(c));
+        if (to !== undefined) db.prepare('UPDATE chunks SET chunk = ? WHERE id = ?').run(to, row.id);
+        break;
+      }
+      case 'repoint-parent': {
+        // A snapshot now claims another valid snapshot as its parent.
+        const s = pick(snaps.filter((x) => x !== snaps[0]));
+        if (s !== undefined) db.prepare('UPDATE snapshots SET parent_id = ? WHERE id = ?').run(snaps[0], s);
+        break;
+      }
       case 'parent-loop': {
         const s = pick(snaps);
         db.prepare('UPDATE snapshots SET parent_id = ? WHERE id = ?').run(pick([s, 999, snaps[snaps.length - 1]!]), s);

@@ -1,9 +1,10 @@
 // The store's on-disk format. Bump SCHEMA_VERSION and append a migration for every change.
 import type { Database } from 'better-sqlite3';
 import { SnapshotError } from '../lib/errors';
+import { chunkTag, snapshotTag } from './tags';
 
 export const FORMAT = 'uffd-snapshot';
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Blob codecs, shared with native/codec.h. */
 export const CODEC = { zero: 0, raw: 1, lz4: 2 } as const;
@@ -55,8 +56,26 @@ CREATE INDEX chunks_blob ON chunks(blob_id);
 CREATE TABLE writer (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, token TEXT NOT NULL, since INTEGER NOT NULL);
 `;
 
-/** Migrations from version i+1 to i+2, in order. */
-const MIGRATIONS: string[] = [];
+/** Migrations from version i+1 to i+2, in order. New stores are created at 1 and migrated. */
+const MIGRATIONS: ((db: Database) => void)[] = [
+  // 2: row tags (store/tags.ts), and each chunk row names the checksum its blob must have.
+  (db) => {
+    db.exec(`
+      ALTER TABLE chunks ADD COLUMN hash INTEGER;
+      ALTER TABLE chunks ADD COLUMN tag INTEGER;
+      ALTER TABLE snapshots ADD COLUMN tag INTEGER;
+      UPDATE chunks SET hash = (SELECT b.hash FROM blobs b WHERE b.id = chunks.blob_id) WHERE blob_id IS NOT NULL;
+    `);
+    const setChunk = db.prepare('UPDATE chunks SET tag = ? WHERE id = ?');
+    for (const r of db.prepare('SELECT id, snapshot_id, chunk, hash FROM chunks').safeIntegers(true).iterate() as Iterable<{ id: bigint; snapshot_id: bigint; chunk: bigint; hash: bigint | null }>) {
+      setChunk.run(chunkTag(r.snapshot_id, r.chunk, r.hash), r.id);
+    }
+    const setSnap = db.prepare('UPDATE snapshots SET tag = ? WHERE id = ?');
+    for (const s of db.prepare('SELECT id, region_id, parent_id, region_size, full FROM snapshots').safeIntegers(true).all() as { id: bigint; region_id: bigint; parent_id: bigint | null; region_size: bigint; full: bigint }[]) {
+      setSnap.run(snapshotTag(s.id, s.region_id, s.parent_id, s.region_size, s.full), s.id);
+    }
+  },
+];
 
 /** SQLite page size of new stores: 64 KiB pages hold a compressed chunk in one page (see docs/store.md). */
 export const STORE_PAGE_SIZE = 65536;
@@ -95,6 +114,7 @@ export function initSchema(db: Database, path: string, readonly: boolean): void 
     pragmas(db, readonly);
     db.transaction(() => {
       db.exec(V1);
+      for (const migrate of MIGRATIONS) migrate(db);
       const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
       put.run('format', FORMAT);
       put.run('schema_version', String(SCHEMA_VERSION));
@@ -119,6 +139,13 @@ export function initSchema(db: Database, path: string, readonly: boolean): void 
     });
   }
   pragmas(db, readonly);
+  for (const table of ['regions', 'snapshots', 'blobs', 'chunks', 'writer']) {
+    if (!hasTable(db, table)) {
+      throw new SnapshotError('STORE_CORRUPT', `${path} is damaged: its ${table} table is missing`, {
+        hint: 'Restore the file from a backup.',
+      });
+    }
+  }
   const pageSize = (db.prepare("SELECT value FROM meta WHERE key = 'page_size'").get() as { value: string } | undefined)?.value;
   const chunkSize = (db.prepare("SELECT value FROM meta WHERE key = 'chunk_size'").get() as { value: string } | undefined)?.value;
   if (pageSize !== '4096' || chunkSize !== '65536') {
@@ -131,7 +158,7 @@ export function initSchema(db: Database, path: string, readonly: boolean): void 
       });
     }
     db.transaction(() => {
-      for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v - 1]!);
+      for (let v = version; v < SCHEMA_VERSION; v++) MIGRATIONS[v - 1]!(db);
       db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
     }).immediate();
   }

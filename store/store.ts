@@ -11,6 +11,7 @@ import { CHUNK_SIZE, native, packageRoot, type NativeRollbackSources } from '../
 import type { ReaderJob, ReaderMessage } from './reader-worker';
 import { BlobReader, buildPlan } from './restore-plan';
 import { CODEC, initSchema } from './schema';
+import { chunkTag, snapshotTag } from './tags';
 import { StoreWriter, batchIsEmpty, type SnapshotMeta, type WriteResult } from './writer';
 import type { WriterMessage } from './writer-worker';
 
@@ -92,6 +93,15 @@ interface Inflight {
   resolve: (info: SnapshotInfo) => void;
   reject: (err: SnapshotError) => void;
 }
+
+/** A persisted snapshot's own chunk rows, checked against their tags, sorted by chunk. */
+interface ChunkRows {
+  chunks: Uint32Array;
+  blob: Float64Array;  // 0: a zero chunk
+  hash: BigInt64Array;  // the checksum the chunk's blob must have
+}
+
+const CORRUPT_HINT = 'Run `usnap verify` on the store to see what is damaged.';
 
 /** What a region needs from the store while open. */
 export interface RegionLink {
@@ -245,7 +255,7 @@ export class Store {
   private nextId = 1;
   private readonly inflight = new Map<number, Inflight>();
   private readonly regions = new Map<string, RegionLink>();
-  private readonly chunkSetCache = new Map<number, Uint32Array>();
+  private readonly rowCache = new Map<number, ChunkRows>();
   private fatal: SnapshotError | undefined;
   // Writer: a worker for files, the main thread for ':memory:'.
   private worker: Worker | undefined;
@@ -464,9 +474,14 @@ export class Store {
   private deleteInTransaction(id: number): number[] {
     const snap = this.db.prepare('SELECT parent_id FROM snapshots WHERE id = ?').get(id) as { parent_id: number | null };
     const children = (this.db.prepare('SELECT id FROM snapshots WHERE parent_id = ?').all(id) as { id: number }[]).map((r) => r.id);
-    const merge = this.db.prepare(
-      'INSERT OR IGNORE INTO chunks (snapshot_id, chunk, blob_id) SELECT ?, chunk, blob_id FROM chunks WHERE snapshot_id = ?',
-    );
+    const rowsOfDeleted = this.db.prepare('SELECT chunk, blob_id, hash FROM chunks WHERE snapshot_id = ?').safeIntegers(true).all(id) as
+      { chunk: bigint; blob_id: bigint | null; hash: bigint | null }[];
+    const insert = this.db.prepare('INSERT OR IGNORE INTO chunks (snapshot_id, chunk, blob_id, hash, tag) VALUES (?, ?, ?, ?, ?)');
+    const merge = {
+      run: (child: number) => {
+        for (const r of rowsOfDeleted) insert.run(child, r.chunk, r.blob_id, r.hash, chunkTag(child, r.chunk, r.hash));
+      },
+    };
     // The children now store those chunks themselves: their counts say so (verify checks them).
     const recount = this.db.prepare(
       `UPDATE snapshots SET chunks = t.n, raw_bytes = t.n * ${CHUNK_SIZE}, stored_bytes = t.stored
@@ -474,18 +489,22 @@ export class Store {
        WHERE snapshots.id = ?`,
     );
     for (const child of children) {
-      merge.run(child, id);
+      merge.run(child);
       recount.run(child, child);
-      this.chunkSetCache.delete(child);
+      this.rowCache.delete(child);
     }
     // A child of a full snapshot becomes full itself: absent chunks now mean zero there too.
-    this.db.prepare('UPDATE snapshots SET parent_id = ?, full = CASE WHEN ? IS NULL THEN 1 ELSE full END WHERE parent_id = ?').run(snap.parent_id, snap.parent_id, id);
+    const retag = this.db.prepare('UPDATE snapshots SET parent_id = ?, full = ?, tag = ? WHERE id = ?');
+    for (const c of this.db.prepare('SELECT id, region_id, region_size, full FROM snapshots WHERE parent_id = ?').all(id) as { id: number; region_id: number; region_size: number; full: number }[]) {
+      const full = snap.parent_id === null ? 1 : c.full;
+      retag.run(snap.parent_id, full, snapshotTag(c.id, c.region_id, snap.parent_id, c.region_size, full), c.id);
+    }
     const blobs = (this.db.prepare('SELECT DISTINCT blob_id FROM chunks WHERE snapshot_id = ? AND blob_id IS NOT NULL').all(id) as { blob_id: number }[]).map((r) => r.blob_id);
     this.db.prepare('DELETE FROM chunks WHERE snapshot_id = ?').run(id);
     this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
     const dropBlob = this.db.prepare('DELETE FROM blobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM chunks WHERE blob_id = ?)');
     for (const b of blobs) dropBlob.run(b, b);
-    this.chunkSetCache.delete(id);
+    this.rowCache.delete(id);
     return children;
   }
 
@@ -564,15 +583,20 @@ export class Store {
       const byId = new Map(snapshots.map((s) => [s.id, s]));
       const parentOf = this.db.prepare('SELECT id, complete FROM snapshots WHERE id = ?');
       const chunkRows = this.db.prepare(
-        `SELECT c.chunk, c.blob_id, b.id AS found, b.hash, b.codec, b.raw_len, b.size, b.data
+        `SELECT c.chunk, c.blob_id, c.hash AS row_hash, c.tag, b.id AS found, b.hash, b.codec, b.raw_len, b.size, b.data
          FROM chunks c LEFT JOIN blobs b ON b.id = c.blob_id WHERE c.snapshot_id = ?`,
       ).safeIntegers(true);
+      const snapTagOf = this.db.prepare('SELECT region_id, parent_id, region_size, full, tag FROM snapshots WHERE id = ?').safeIntegers(true);
       const checked = new Map<bigint, string | null>();
       let chunkCount = 0;
       const total = snapshots.reduce((n, s) => n + s.chunks, 0);
       let done = 0;
       for (const s of snapshots) {
         if (!s.complete) problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id} is incomplete` });
+        const st = snapTagOf.get(s.id) as { region_id: bigint; parent_id: bigint | null; region_size: bigint; full: bigint; tag: bigint | null };
+        if (st.tag !== snapshotTag(s.id, st.region_id, st.parent_id, st.region_size, st.full)) {
+          problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, message: `snapshot ${s.id}: its region, parent or size was altered (the row's tag does not match)` });
+        }
         if (s.parent_id !== null && !byId.has(s.parent_id)) {
           const p = parentOf.get(s.parent_id) as { complete: number } | undefined;
           if (!p) {
@@ -584,7 +608,7 @@ export class Store {
         const maxChunk = Math.ceil(s.region_size / CHUNK_SIZE);
         let n = 0;
         for (const row of chunkRows.iterate(s.id) as Iterable<{
-          chunk: bigint; blob_id: bigint | null; found: bigint | null; hash: bigint; codec: bigint; raw_len: bigint; size: bigint; data: Buffer;
+          chunk: bigint; blob_id: bigint | null; row_hash: bigint | null; tag: bigint | null; found: bigint | null; hash: bigint; codec: bigint; raw_len: bigint; size: bigint; data: Buffer;
         }>) {
           n++;
           if (opts.onProgress && ++done % 64 === 0) opts.onProgress(Math.min(done, total), total);
@@ -592,7 +616,15 @@ export class Store {
           if (chunk < 0 || chunk >= maxChunk) {
             problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, message: `snapshot ${s.id} has chunk ${chunk} beyond its ${s.region_size}-byte region` });
           }
+          if (typeof row.chunk !== 'bigint' || row.tag !== chunkTag(s.id, row.chunk, row.row_hash) || (row.blob_id === null) !== (row.row_hash === null)) {
+            problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, message: `snapshot ${s.id} chunk ${chunk}: the row was altered (its tag does not match)` });
+            continue;
+          }
           if (row.blob_id === null) continue;
+          if (row.found !== null && row.hash !== row.row_hash) {
+            problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, blob: Number(row.blob_id), message: `snapshot ${s.id} chunk ${chunk}: points at blob ${row.blob_id}, which holds other contents (checksum mismatch)` });
+            continue;
+          }
           if (row.found === null) {
             problems.push({ code: 'STORE_CORRUPT', snapshot: s.id, chunk, blob: Number(row.blob_id), message: `snapshot ${s.id} chunk ${chunk}: blob ${row.blob_id} is missing` });
             continue;
@@ -699,19 +731,22 @@ export class Store {
   /** @internal Snapshot ids from `id` back to the root of its history. */
   ancestors(id: number): number[] {
     const chain: number[] = [];
-    const parentOf = this.db.prepare('SELECT parent_id FROM snapshots WHERE id = ?');
+    const rowOf = this.db.prepare('SELECT region_id, parent_id, region_size, full, tag FROM snapshots WHERE id = ?').safeIntegers(true);
     let cur: number | null = id;
     while (cur !== null) {
-      if (chain.length > 1_000_000) throw new SnapshotError('STORE_CORRUPT', `snapshot history of ${id} loops`);
+      if (chain.length > 1_000_000) throw new SnapshotError('STORE_CORRUPT', `snapshot history of ${id} loops`, { hint: CORRUPT_HINT });
       chain.push(cur);
       const f = this.inflight.get(cur);
       if (f) {
         cur = f.meta.parent;
         continue;
       }
-      const row = parentOf.get(cur) as { parent_id: number | null } | undefined;
+      const row = rowOf.get(cur) as { region_id: bigint; parent_id: bigint | null; region_size: bigint; full: bigint; tag: bigint | null } | undefined;
       if (!row) break;
-      cur = row.parent_id;
+      if (row.tag !== snapshotTag(cur, row.region_id, row.parent_id, row.region_size, row.full)) {
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${cur}: its region, parent or size was altered (the row's tag does not match)`, { hint: CORRUPT_HINT });
+      }
+      cur = row.parent_id === null ? null : Number(row.parent_id);
     }
     return chain;
   }
@@ -730,18 +765,37 @@ export class Store {
   /** @internal The chunks snapshot `id` itself stores (sorted). */
   chunkSet(id: number): Uint32Array {
     const f = this.inflight.get(id);
-    if (f) return f.chunks;
-    let set = this.chunkSetCache.get(id);
-    if (!set) {
-      const rows = this.db.prepare('SELECT chunk FROM chunks WHERE snapshot_id = ? ORDER BY chunk').pluck().all(id) as number[];
-      // Uint32Array.from would wrap 2^40 to 0 and turn text into 0: a damaged row must not alias a real chunk.
-      const bad = rows.find((c) => !Number.isInteger(c) || c < 0 || c > 0xffffffff);
-      if (bad !== undefined) throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} has an invalid chunk index ${String(bad)}`, { hint: 'Run `usnap verify` on the store.' });
-      set = Uint32Array.from(rows);
-      if (this.chunkSetCache.size > 256) this.chunkSetCache.clear();
-      this.chunkSetCache.set(id, set);
+    return f ? f.chunks : this.rows(id).chunks;
+  }
+
+  /** Snapshot `id`'s chunk rows, each checked against its tag, and their number against the snapshot's. */
+  private rows(id: number): ChunkRows {
+    let r = this.rowCache.get(id);
+    if (r) return r;
+    const raw = this.db.prepare('SELECT chunk, blob_id, hash, tag FROM chunks WHERE snapshot_id = ? ORDER BY chunk').safeIntegers(true).raw().all(id) as
+      [bigint, bigint | null, bigint | null, bigint | null][];
+    const n = raw.length;
+    r = { chunks: new Uint32Array(n), blob: new Float64Array(n), hash: new BigInt64Array(n) };
+    for (let i = 0; i < n; i++) {
+      const [chunk, blob, hash, tag] = raw[i]!;
+      // Typed arrays would wrap 2^40 to 0 and turn text into 0: a damaged row must not alias a real chunk.
+      if (typeof chunk !== 'bigint' || chunk < 0n || chunk > 0xffffffffn) {
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} has an invalid chunk index ${String(chunk)}`, { hint: CORRUPT_HINT });
+      }
+      if (tag !== chunkTag(id, chunk, hash) || (blob === null) !== (hash === null) || (blob !== null && blob <= 0n)) {
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${chunk}: the row was altered (its tag does not match)`, { hint: CORRUPT_HINT });
+      }
+      r.chunks[i] = Number(chunk);
+      r.blob[i] = blob === null ? 0 : Number(blob);
+      r.hash[i] = hash ?? 0n;
     }
-    return set;
+    const recorded = this.db.prepare('SELECT chunks, complete FROM snapshots WHERE id = ?').get(id) as { chunks: number; complete: number } | undefined;
+    if (recorded?.complete && recorded.chunks !== n) {
+      throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} records ${recorded.chunks} chunks but stores ${n}`, { hint: CORRUPT_HINT });
+    }
+    if (this.rowCache.size > 256) this.rowCache.clear();
+    this.rowCache.set(id, r);
+    return r;
   }
 
   /** @internal Chunks whose contents may differ between snapshots `a` and `b` (null: zero memory). */
@@ -785,10 +839,7 @@ export class Store {
       hash: new BigInt64Array(n),
       data: new Array<Uint8Array | null>(n).fill(null),
     };
-    const blobOf = this.db.prepare(
-      'SELECT b.codec, b.raw_len, b.hash, b.data FROM chunks c JOIN blobs b ON b.id = c.blob_id WHERE c.snapshot_id = ? AND c.chunk = ?',
-    ).safeIntegers(true);
-    const rowOf = this.db.prepare('SELECT blob_id FROM chunks WHERE snapshot_id = ? AND chunk = ?');
+    const blobOf = this.db.prepare('SELECT codec, raw_len, data FROM blobs WHERE id = ?').safeIntegers(true);
     for (let i = 0; i < n; i++) {
       const s = owner.get(wanted[i]!);
       if (s === undefined) continue;  // never stored along the chain: zero
@@ -796,19 +847,17 @@ export class Store {
         src.sinkSnap[i] = s;
         continue;
       }
-      const b = blobOf.get(s, wanted[i]) as { codec: bigint; raw_len: bigint; hash: bigint; data: Buffer } | undefined;
+      const rows = this.rows(s);
+      const at = lowerBound(rows.chunks, wanted[i]!);
+      const blobId = rows.blob[at]!;
+      if (blobId === 0) continue;  // a zero chunk
+      const b = blobOf.get(blobId) as { codec: bigint; raw_len: bigint; data: Buffer } | undefined;
       if (!b) {
-        const row = rowOf.get(s, wanted[i]) as { blob_id: number | null } | undefined;
-        if (row && row.blob_id !== null) {
-          throw new SnapshotError('STORE_CORRUPT', `snapshot ${s} chunk ${wanted[i]}: blob ${row.blob_id} is missing`, {
-            hint: 'Run `usnap verify` on the store.',
-          });
-        }
-        continue;  // a zero chunk
+        throw new SnapshotError('STORE_CORRUPT', `snapshot ${s} chunk ${wanted[i]}: blob ${blobId} is missing`, { hint: CORRUPT_HINT });
       }
       src.codec[i] = Number(b.codec);
       src.rawLen[i] = Number(b.raw_len);
-      src.hash[i] = b.hash;
+      src.hash[i] = rows.hash[at]!;  // what the row says the data must hash to: a wrong blob fails the check
       src.data[i] = b.data;
     }
     return src;
@@ -816,9 +865,8 @@ export class Store {
 
   /** @internal The chunk rows snapshot `id` itself stores (blob null: a zero chunk). */
   _blobIds(id: number): { chunk: number; blob: number | null }[] {
-    return (this.db.prepare('SELECT chunk, blob_id FROM chunks WHERE snapshot_id = ?').raw().all(id) as [number, number | null][]).map(
-      ([chunk, blob]) => ({ chunk, blob }),
-    );
+    const r = this.rows(id);
+    return Array.from(r.chunks, (chunk, i) => ({ chunk, blob: r.blob[i] === 0 ? null : r.blob[i]! }));
   }
 
   /** @internal A stored blob, or undefined. */
@@ -1047,6 +1095,17 @@ function maxPages(db: Database.Database, maxBytes: number): number {
 
 function checkId(id: unknown): asserts id is number {
   if (!Number.isSafeInteger(id) || (id as number) < 1) throw invalidArgument('snapshot id', 'a positive integer', id);
+}
+
+/** Index of the first element >= x. */
+function lowerBound(a: Uint32Array, x: number): number {
+  let lo = 0, hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function binarySearch(a: Uint32Array, x: number): boolean {

@@ -3,6 +3,7 @@
 import type { Database, Statement } from 'better-sqlite3';
 import type { NativeBatch } from '../lib/native';
 import { CODEC } from './schema';
+import { chunkTag, snapshotTag } from './tags';
 
 export interface SnapshotMeta {
   id: number;
@@ -37,14 +38,14 @@ export class StoreWriter {
 
   constructor(db: Database) {
     this.insertSnapshot = db.prepare(
-      `INSERT OR REPLACE INTO snapshots (id, region_id, parent_id, label, created_at, region_size, full, complete)
-       VALUES (@id, @regionId, @parent, @label, @createdAt, @regionSize, @full, 0)`,
+      `INSERT OR REPLACE INTO snapshots (id, region_id, parent_id, label, created_at, region_size, full, complete, tag)
+       VALUES (@id, @regionId, @parent, @label, @createdAt, @regionSize, @full, 0, @tag)`,
     );
     this.findBlob = db.prepare('SELECT id, data FROM blobs WHERE hash = ? AND codec = ? AND raw_len = ?');
     this.insertBlob = db.prepare('INSERT INTO blobs (hash, codec, raw_len, size, data) VALUES (?, ?, ?, ?, ?)');
     this.upsertChunk = db.prepare(
-      `INSERT INTO chunks (snapshot_id, chunk, blob_id) VALUES (?, ?, ?)
-       ON CONFLICT (snapshot_id, chunk) DO UPDATE SET blob_id = excluded.blob_id`,
+      `INSERT INTO chunks (snapshot_id, chunk, blob_id, hash, tag) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (snapshot_id, chunk) DO UPDATE SET blob_id = excluded.blob_id, hash = excluded.hash, tag = excluded.tag`,
     );
     this.completeSnapshot = db.prepare(
       'UPDATE snapshots SET complete = 1, chunks = ?, raw_bytes = ?, stored_bytes = ?, unique_bytes = ? WHERE id = ?',
@@ -66,7 +67,8 @@ export class StoreWriter {
       const meta = JSON.parse(b.meta) as SnapshotMeta;
       // The region may decide at the last moment that the snapshot must stand alone.
       const full = meta.full || b.full;
-      this.insertSnapshot.run({ ...meta, parent: full ? null : meta.parent, full: full ? 1 : 0 });
+      const parent = full ? null : meta.parent;
+      this.insertSnapshot.run({ ...meta, parent, full: full ? 1 : 0, tag: snapshotTag(meta.id, meta.regionId, parent, meta.regionSize, full) });
       this.uniqueBytes.set(meta.id, 0);
     }
     const c = batch.chunks;
@@ -90,7 +92,8 @@ export class StoreWriter {
         }
         bytes += data.length;
       }
-      this.upsertChunk.run(snap, c.chunk[i]!, blobId);
+      const hash = codec === CODEC.zero ? null : c.hash[i]!;
+      this.upsertChunk.run(snap, c.chunk[i]!, blobId, hash, chunkTag(snap, c.chunk[i]!, hash));
     }
     const result: WriteResult = { persisted: [], failed: [], bytes };
     for (const e of batch.ends) {

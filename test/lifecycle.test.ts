@@ -96,11 +96,11 @@ describe('lifecycle', () => {
       await s.persisted;
     };
     for (let i = 0; i < 20; i++) await cycle();
-    const fds = countFds(), threads = countThreads(), maps = countMaps();
+    const fds = countFds(), threads = countThreads(), maps = countMaps(1 << 20);
     for (let i = 0; i < 200; i++) await cycle();
     expect(countFds()).toBe(fds);
     expect(countThreads()).toBe(threads);
-    expect(countMaps()).toBeLessThanOrEqual(maps + 4);
+    expect(countMaps(1 << 20)).toBeLessThanOrEqual(maps + 4);
     store.close();
   });
 
