@@ -19,6 +19,9 @@ const EXPECTED: Record<string, string[]> = {
   materialize_throughput: ['uffdio_copy_raw', 'read_image'],
   rollback_resets_per_s: ['fork_reset', 'memcpy'],
   peak_extra_memory: ['fork'],
+  pause_incremental_1pct_pause_mode: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
+  write_overhead_per_page_pause_mode: ['fork', 'mprotect_sigsegv', 'wp_async_scan'],
+  rollback_resets_per_s_pause_mode: ['fork_reset', 'memcpy'],
 };
 
 function finiteNumbers(x: unknown, where: string): void {

@@ -66,7 +66,7 @@ function plan(mode: BenchMode, size?: number): Plan {
 }
 
 function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
-  const t = (scenario: ScenarioName, size: number): ScenarioTask => ({ scenario, size, runs: p.runs, tmpDir, quick: p.quick });
+  const t = (scenario: ScenarioName, size: number, pauseMode = false): ScenarioTask => ({ scenario, size, runs: p.runs, tmpDir, quick: p.quick, pauseMode });
   const out: ScenarioTask[] = [];
   for (const s of p.pauseSizes) out.push(t('pause', s), t('pause_baselines', s));
   out.push(
@@ -80,6 +80,10 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     t('rollback_baselines', p.rollbackSize),
     t('peak_memory', p.size),
     t('peak_memory_baselines', p.size),
+    // Pause mode: the baselines above already hold the figures these are compared with.
+    t('pause', p.pauseSizes[p.pauseSizes.length - 1]!, true),
+    t('write_overhead', p.size, true),
+    t('rollback', p.rollbackSize, true),
   );
   return out;
 }
@@ -171,6 +175,7 @@ function merge(rows: SampleRow[]): BenchResult[] {
   }
   const out: BenchResult[] = [];
   for (const e of byKey.values()) {
+    if (e.ours.length === 0 && /_pause_mode$/.test(e.metric)) continue;  // twin baselines at sizes pause mode was not run at
     const ours = figure(e.ours);
     const baselines: BenchBaseline[] = [...e.baselines].map(([name, xs]) => {
       const f = figure(xs);
@@ -339,6 +344,11 @@ const PAUSE_LABEL: Partial<Record<MetricId, string>> = {
 export function pauseChartSpec(report: BenchReport): object {
   const values: { panel: string; order: number; sizeMiB: number; series: string; ms: number }[] = [];
   for (const r of report.results) {
+    if (r.metric === 'pause_incremental_1pct_pause_mode') {
+      const order = Object.keys(PAUSE_LABEL).indexOf('pause_incremental_1pct');
+      values.push({ panel: PAUSE_LABEL.pause_incremental_1pct!, order, sizeMiB: r.size / MiB, series: 'ours, pause mode', ms: r.ours.median });
+      continue;
+    }
     const panel = PAUSE_LABEL[r.metric];
     if (!panel) continue;
     const order = Object.keys(PAUSE_LABEL).indexOf(r.metric);

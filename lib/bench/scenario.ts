@@ -85,7 +85,7 @@ async function openFilled(task: ScenarioTask, size: number, seed: number): Promi
   const file = path.join(task.tmpDir, `s${process.pid}-${++fileSeq}.usnap`);
   const store = Store.open(file);
   await warmStore(store);
-  const region = Region.alloc(size, { store, name: 'heap' });
+  const region = Region.alloc(size, { store, name: 'heap', mode: task.pauseMode ? 'pause' : 'live' });
   const u8 = new Uint8Array(region.buffer);
   base.fillRealistic(u8, seed);
   return { store, region, u8, file };
@@ -133,15 +133,15 @@ async function pause(task: ScenarioTask): Promise<SampleRow[]> {
     gc();
     let t0 = nowNs();
     let snap = o.region.snapshot();
-    push(s, 'pause_full', msSince(t0));
+    if (!task.pauseMode) push(s, 'pause_full', msSince(t0));
     expect(snap.chunks === task.size / CHUNK, `full snapshot holds ${snap.chunks} chunks`);
     await snap.persisted;
-    for (const [metric, pct] of INCREMENTAL) {
+    for (const [metric, pct] of task.pauseMode ? INCREMENTAL.slice(0, 1) : INCREMENTAL) {
       const dirtied = dirtyChunks(o.u8, pct);
       gc();
       t0 = nowNs();
       snap = o.region.snapshot();
-      push(s, metric, msSince(t0));
+      push(s, task.pauseMode ? `${metric}_pause_mode` : metric, msSince(t0));
       expect(snap.chunks >= dirtied, `${metric}: snapshot holds ${snap.chunks} chunks, ${dirtied} were written`);
       await snap.persisted;
     }
@@ -164,7 +164,7 @@ async function writeOverhead(task: ScenarioTask): Promise<SampleRow[]> {
     await snap.persisted;
     closeAll(o);
   }
-  return [{ metric: 'write_overhead_per_page', size: task.size, ours }];
+  return [{ metric: task.pauseMode ? 'write_overhead_per_page_pause_mode' : 'write_overhead_per_page', size: task.size, ours }];
 }
 
 /**
@@ -269,7 +269,7 @@ async function rollback(task: ScenarioTask): Promise<SampleRow[]> {
     expect(o.u8[probe] === original, 'rollback did not restore the written page');
   }
   closeAll(o);
-  return [{ metric: 'rollback_resets_per_s', size: task.size, ours }];
+  return [{ metric: task.pauseMode ? 'rollback_resets_per_s_pause_mode' : 'rollback_resets_per_s', size: task.size, ours }];
 }
 
 function vmStatus(field: 'VmRSS' | 'VmHWM'): number {
@@ -352,9 +352,21 @@ function rows(size: number, byMetric: Map<MetricId, Map<BaselineName, number[]>>
   return [...byMetric].map(([metric, m]) => ({ metric, size, baselines: [...m].map(([name, samples]) => ({ name, samples })) }));
 }
 
+/** The pause-mode twins of a metric share its baselines. */
+const TWIN: Partial<Record<MetricId, MetricId>> = {
+  pause_incremental_1pct: 'pause_incremental_1pct_pause_mode',
+  write_overhead_per_page: 'write_overhead_per_page_pause_mode',
+  rollback_resets_per_s: 'rollback_resets_per_s_pause_mode',
+};
+
 class BaselineSamples {
   readonly m = new Map<MetricId, Map<BaselineName, number[]>>();
   add(metric: MetricId, name: BaselineName, v: number): void {
+    this.addOne(metric, name, v);
+    const twin = TWIN[metric];
+    if (twin) this.addOne(twin, name, v);
+  }
+  private addOne(metric: MetricId, name: BaselineName, v: number): void {
     let mm = this.m.get(metric);
     if (!mm) this.m.set(metric, (mm = new Map()));
     let a = mm.get(name);

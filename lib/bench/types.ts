@@ -48,6 +48,10 @@ export const METRICS = [
   'materialize_throughput',
   'rollback_resets_per_s',
   'peak_extra_memory',
+  // The same measurements of a region created with mode: 'pause' (async write-protect).
+  'pause_incremental_1pct_pause_mode',
+  'write_overhead_per_page_pause_mode',
+  'rollback_resets_per_s_pause_mode',
 ] as const;
 export type MetricId = (typeof METRICS)[number];
 
@@ -80,6 +84,9 @@ export const LOWER_IS_BETTER: Record<MetricId, boolean> = {
   materialize_throughput: false,
   rollback_resets_per_s: false,
   peak_extra_memory: true,
+  pause_incremental_1pct_pause_mode: true,
+  write_overhead_per_page_pause_mode: true,
+  rollback_resets_per_s_pause_mode: false,
 };
 
 export const UNITS: Record<MetricId, string> = {
@@ -94,6 +101,9 @@ export const UNITS: Record<MetricId, string> = {
   materialize_throughput: 'B/s',
   rollback_resets_per_s: 'resets/s',
   peak_extra_memory: 'fraction of region',
+  pause_incremental_1pct_pause_mode: 'ms',
+  write_overhead_per_page_pause_mode: 'us/page',
+  rollback_resets_per_s_pause_mode: 'resets/s',
 };
 
 /** What a scenario process is asked to do (argv[2] of scenario.js, as JSON). */
@@ -105,6 +115,8 @@ export interface ScenarioTask {
   tmpDir: string;
   /** Quick mode: shorter timed loops. */
   quick: boolean;
+  /** Regions created with mode: 'pause'; the metrics get the _pause_mode suffix. */
+  pauseMode?: boolean;
 }
 
 export type ScenarioName =
