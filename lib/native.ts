@@ -113,6 +113,7 @@ export interface Addon {
   region_prepare_rollback(h: RegionHandle): Uint32Array;
   region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources, target: number, onlyWritten?: boolean): Uint32Array;
   region_uncached(h: RegionHandle, target: number, chunks: Uint32Array): Uint32Array;
+  region_reset_to_head(h: RegionHandle, target: number): boolean;
   region_stats(h: RegionHandle): NativeRegionStats;
   region_grow(h: RegionHandle, view: Uint8Array): void;
   region_unprotect(h: RegionHandle, offset: number, length: number): void;

@@ -333,6 +333,14 @@ export class Region {
   restore(snapshot: Snapshot | number): void {
     const h = this.h();
     const id = checkSnapshotId(typeof snapshot === 'number' ? snapshot : snapshot instanceof Snapshot ? snapshot.id : snapshot);
+    if (id === this._head && !this.source) {
+      // Back to where it last was, with everything needed decoded in memory: a fuzzer's loop.
+      try {
+        if (native().region_reset_to_head(h, id)) return;
+      } catch (err) {
+        throw fromNative(err, `restore of snapshot ${id} into region "${this.name}" failed`);
+      }
+    }
     const info = this.store._snapshotRegion(id);
     if (info.name !== this.name) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} is of region "${info.name}", not "${this.name}"`, {

@@ -332,6 +332,14 @@ Napi::Value RegionGrow(const Napi::CallbackInfo& info) {
   });
 }
 
+// region_reset_to_head(handle, target) -> boolean (false: take the general path)
+Napi::Value RegionResetToHead(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    RegionHandle* h = GetRegion(env, info[0]);
+    return Napi::Boolean::New(env, h->region->ResetToHead(static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value())));
+  });
+}
+
 // region_uncached(handle, target, chunks: Uint32Array) -> Uint32Array
 Napi::Value RegionUncached(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
@@ -665,6 +673,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("region_snapshot", Napi::Function::New(env, RegionSnapshot, "region_snapshot"));
   exports.Set("region_prepare_rollback", Napi::Function::New(env, RegionPrepareRollback, "region_prepare_rollback"));
   exports.Set("region_rollback", Napi::Function::New(env, RegionRollback, "region_rollback"));
+  exports.Set("region_reset_to_head", Napi::Function::New(env, RegionResetToHead, "region_reset_to_head"));
   exports.Set("region_uncached", Napi::Function::New(env, RegionUncached, "region_uncached"));
   exports.Set("region_grow", Napi::Function::New(env, RegionGrow, "region_grow"));
   exports.Set("region_unprotect", Napi::Function::New(env, RegionUnprotect, "region_unprotect"));

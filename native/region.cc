@@ -598,6 +598,45 @@ std::vector<uint32_t> Region::PrepareRollback() {
   return ChangedChunksLocked();
 }
 
+bool Region::ResetToHead(uint64_t target) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) throw std::logic_error("region is closed");
+  CheckUsableLocked();
+  if (!tracking_ || target != cacheSnap_ || cache_.empty() || (source_ && !source_->ready())) return false;
+  FlushLocked();
+  MergeZeroServedLocked();
+  Bitmap scanned;
+  if (pauseMode_) {
+    scanned = Bitmap(nPages_);
+    ScanWritten(base_, size_, false, &scanned, kPageSize);
+  }
+  const Bitmap& pages = pauseMode_ ? scanned : written_;
+  bool cached = true;
+  pages.ForEachRun([&](size_t b, size_t e) {
+    for (size_t c = b / kPagesPerChunk; cached && c <= (e - 1) / kPagesPerChunk; c++) cached = cache_.count(c) > 0;
+  });
+  if (!cached) return false;
+  // Written pages are writable already (live mode unprotected them on the fault; pause mode
+  // never blocks writes): copy the head's bytes back, then protect them again.
+  size_t n = 0;
+  pages.ForEachRun([&](size_t b, size_t e) {
+    for (size_t p = b; p < e; p++) {
+      const std::vector<uint8_t>& chunk = cache_.find(p / kPagesPerChunk)->second;
+      std::memcpy(base_ + p * kPageSize, chunk.data() + (p % kPagesPerChunk) * kPageSize, kPageSize);
+    }
+    if (!pauseMode_) uffd_->WriteProtect(base_ + b * kPageSize, (e - b) * kPageSize, true);
+    n += e - b;
+  });
+  if (pauseMode_) {
+    Bitmap ignored(nChunks_);
+    ScanWritten(base_, size_, true, &ignored);
+  }
+  written_.ClearAll();
+  stats_.rollbacks++;
+  stats_.chunksRolledBack += (n + kPagesPerChunk - 1) / kPagesPerChunk;
+  return true;
+}
+
 std::vector<uint32_t> Region::Uncached(uint64_t target, const std::vector<uint32_t>& chunks) {
   std::lock_guard<std::mutex> lock(mu_);
   if (target != cacheSnap_) return chunks;

@@ -103,6 +103,10 @@ class Region {
   SnapshotResult Snapshot(uint64_t snapId, std::string meta);
   // Captures every pending chunk now and returns the chunks written since the head snapshot.
   std::vector<uint32_t> PrepareRollback();
+  // Rolls back to `target` when it is the head and every written page's chunk is in the
+  // rollback cache: copies back just the written pages. Returns false (changing nothing)
+  // when the general path is needed. The loop of a fuzzer lives here.
+  bool ResetToHead(uint64_t target);
   // Of `chunks`, those the rollback cache does not hold decoded for snapshot `target`.
   std::vector<uint32_t> Uncached(uint64_t target, const std::vector<uint32_t>& chunks);
   // Rewrites `sources` and the `cached` chunks (from the rollback cache) in place and makes
