@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   const st = region.stats();
   console.log(`${runs} runs of the target, each followed by a reset to snapshot ${base.id}`);
   console.log(`resets/s: ${Math.round(runs / secs)} (${((secs * 1000) / runs).toFixed(3)} ms per run + reset, of which the reset ${(resetMs / runs).toFixed(3)} ms), ` +
-    `${(st.pagesRestored / st.restores / 16).toFixed(0)} of ${SIZE / 65536} chunks reset per run`);
+    `${(st.pagesRestored / st.restores).toFixed(0)} of ${SIZE / 4096} pages rewritten per reset`);
 
   let diff = -1;
   for (let i = 0; i < words.length && diff < 0; i++) if (words[i] !== baseCopy[i]) diff = i * 4;

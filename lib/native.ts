@@ -21,6 +21,7 @@ export interface NativeRegionStats {
   snapshots: number;
   rollbacks: number;
   chunksRolledBack: number;
+  pagesRolledBack: number;
   lastPauseNs: number;
   maxPauseNs: number;
   pendingChunks: number;

@@ -438,7 +438,7 @@ export class Region {
       savesRedone: s.savesDiscarded,
       snapshots: s.snapshots,
       restores: s.rollbacks,
-      pagesRestored: s.chunksRolledBack * pagesPerChunk,
+      pagesRestored: s.pagesRolledBack,
       lastPauseMs: s.lastPauseNs / 1e6,
       maxPauseMs: s.maxPauseNs / 1e6,
       meanFaultUs: s.wpFaults ? s.faultNsTotal / s.wpFaults / 1e3 : 0,

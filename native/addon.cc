@@ -381,6 +381,7 @@ Napi::Value RegionStatsFn(const Napi::CallbackInfo& info) {
     num("snapshots", s.snapshots);
     num("rollbacks", s.rollbacks);
     num("chunksRolledBack", s.chunksRolledBack);
+    num("pagesRolledBack", s.pagesRolledBack);
     num("lastPauseNs", s.lastPauseNs);
     num("maxPauseNs", s.maxPauseNs);
     num("pendingChunks", s.pendingChunks);

@@ -633,7 +633,7 @@ bool Region::ResetToHead(uint64_t target) {
   }
   written_.ClearAll();
   stats_.rollbacks++;
-  stats_.chunksRolledBack += (n + kPagesPerChunk - 1) / kPagesPerChunk;
+  stats_.pagesRolledBack += n;
   return true;
 }
 
@@ -754,6 +754,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
   baselineBroken_ = false;
   stats_.rollbacks++;
   stats_.chunksRolledBack += sources.size();
+  stats_.pagesRolledBack += sources.size() * kPagesPerChunk;
   return {};
 }
 

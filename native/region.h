@@ -47,6 +47,7 @@ struct RegionStats {
   uint64_t snapshots = 0;
   uint64_t rollbacks = 0;
   uint64_t chunksRolledBack = 0;
+  uint64_t pagesRolledBack = 0;
   uint64_t lastPauseNs = 0;
   uint64_t maxPauseNs = 0;
   uint64_t pendingChunks = 0;
