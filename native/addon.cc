@@ -55,30 +55,50 @@ Napi::Value Guard(const Napi::CallbackInfo& info, Fn fn) {
   }
 }
 
-// ---- sinks: process-wide, so a writer in a worker thread can drain what regions capture ----
+// ---- objects reachable by id from every environment: a writer in a worker thread drains a
+// sink, a reader in a worker supplies a restored region's page source ----
 
-std::mutex gSinksMu;
-std::map<uint32_t, std::shared_ptr<Sink>> gSinks;
-uint32_t gNextSinkId = 1;
+template <typename T>
+class Registry {
+ public:
+  uint32_t Add(std::shared_ptr<T> v) {
+    std::lock_guard<std::mutex> lock(mu_);
+    map_[next_] = std::move(v);
+    return next_++;
+  }
+  std::shared_ptr<T> Find(const Napi::Value& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(id.As<Napi::Number>().Uint32Value());
+    return it == map_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<T> Take(uint32_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(id);
+    if (it == map_.end()) return nullptr;
+    std::shared_ptr<T> v = std::move(it->second);
+    map_.erase(it);
+    return v;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<uint32_t, std::shared_ptr<T>> map_;
+  uint32_t next_ = 1;
+};
+
+Registry<Sink> gSinks;
+Registry<PageSource> gSources;
 
 std::shared_ptr<Sink> FindSink(Napi::Env env, const Napi::Value& v) {
-  std::lock_guard<std::mutex> lock(gSinksMu);
-  auto it = gSinks.find(v.As<Napi::Number>().Uint32Value());
-  if (it == gSinks.end()) throw NativeError(env, "CLOSED", "sink is closed");
-  return it->second;
+  std::shared_ptr<Sink> s = gSinks.Find(v);
+  if (!s) throw NativeError(env, "CLOSED", "sink is closed");
+  return s;
 }
 
-// ---- page sources of restored regions: process-wide, so a reader in a worker can supply ----
-
-std::mutex gSourcesMu;
-std::map<uint32_t, std::shared_ptr<PageSource>> gSources;
-uint32_t gNextSourceId = 1;
-
 std::shared_ptr<PageSource> FindSource(Napi::Env env, const Napi::Value& v) {
-  std::lock_guard<std::mutex> lock(gSourcesMu);
-  auto it = gSources.find(v.As<Napi::Number>().Uint32Value());
-  if (it == gSources.end()) throw NativeError(env, "CLOSED", "the restored region is closed");
-  return it->second;
+  std::shared_ptr<PageSource> s = gSources.Find(v);
+  if (!s) throw NativeError(env, "CLOSED", "the restored region is closed");
+  return s;
 }
 
 // Encoded chunks passed as parallel arrays: { chunk, codec, rawLen, hash, offset, data }.
@@ -126,8 +146,7 @@ struct RegionHandle {
   void Close() {
     if (region) region->Close();
     if (sourceId) {
-      std::lock_guard<std::mutex> lock(gSourcesMu);
-      gSources.erase(sourceId);
+      gSources.Take(sourceId);
       sourceId = 0;
     }
   }
@@ -208,11 +227,7 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
       ro.base = handle->mapping->base();
     }
     handle->region = std::make_unique<Region>(ro);
-    if (handle->region->source()) {
-      std::lock_guard<std::mutex> lock(gSourcesMu);
-      handle->sourceId = gNextSourceId++;
-      gSources[handle->sourceId] = handle->region->source();
-    }
+    if (handle->region->source()) handle->sourceId = gSources.Add(handle->region->source());
     if (handle->mapping) {
       // The ArrayBuffer co-owns the mapping: memory stays valid for as long as JS can reach it.
       auto* owner = new std::shared_ptr<Mapping>(handle->mapping);
@@ -456,13 +471,8 @@ Napi::Value SourceNext(const Napi::CallbackInfo& info) {
 
 Napi::Value SourceSupply(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
-    std::shared_ptr<PageSource> src;
-    {
-      std::lock_guard<std::mutex> lock(gSourcesMu);
-      auto it = gSources.find(info[0].As<Napi::Number>().Uint32Value());
-      if (it == gSources.end()) return Napi::Boolean::New(env, false);
-      src = it->second;
-    }
+    std::shared_ptr<PageSource> src = gSources.Find(info[0]);
+    if (!src) return Napi::Boolean::New(env, false);
     ChunkArrays a(env, info[1].As<Napi::Object>());
     for (size_t i = 0; i < a.n; i++) {
       auto blob = std::make_shared<Blob>();
@@ -486,12 +496,7 @@ Napi::Value SourceWaitReady(const Napi::CallbackInfo& info) {
 Napi::Value SourceStatsFn(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     Napi::Object o = Napi::Object::New(env);
-    std::shared_ptr<PageSource> src;
-    {
-      std::lock_guard<std::mutex> lock(gSourcesMu);
-      auto it = gSources.find(info[0].As<Napi::Number>().Uint32Value());
-      if (it != gSources.end()) src = it->second;
-    }
+    std::shared_ptr<PageSource> src = gSources.Find(info[0]);
     o.Set("open", !!src);
     if (!src) return o;
     o.Set("dataChunks", Napi::Number::New(env, static_cast<double>(src->dataChunks())));
@@ -504,10 +509,7 @@ Napi::Value SourceStatsFn(const Napi::CallbackInfo& info) {
 
 Napi::Value SinkOpen(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
-    std::lock_guard<std::mutex> lock(gSinksMu);
-    uint32_t id = gNextSinkId++;
-    gSinks[id] = std::make_shared<Sink>();
-    return Napi::Number::New(env, id);
+    return Napi::Number::New(env, gSinks.Add(std::make_shared<Sink>()));
   });
 }
 
@@ -597,15 +599,7 @@ Napi::Value SinkStatsFn(const Napi::CallbackInfo& info) {
 
 Napi::Value SinkClose(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
-    std::shared_ptr<Sink> sink;
-    {
-      std::lock_guard<std::mutex> lock(gSinksMu);
-      auto it = gSinks.find(info[0].As<Napi::Number>().Uint32Value());
-      if (it == gSinks.end()) return env.Undefined();
-      sink = it->second;
-      gSinks.erase(it);
-    }
-    sink->Close();
+    if (std::shared_ptr<Sink> sink = gSinks.Take(info[0].As<Napi::Number>().Uint32Value())) sink->Close();
     return env.Undefined();
   });
 }

@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "fault_handler.h"
+#include "pagemap.h"
 #include "saver.h"
 #include "sys_error.h"
 
@@ -34,21 +35,6 @@ uint64_t NowNs() {
           .count());
 }
 
-// PAGEMAP_SCAN (Linux 6.7) is newer than the system headers.
-struct PageRegion {
-  uint64_t start, end, categories;
-};
-struct PmScanArg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
-      category_anyof_mask, return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPageIsPresent = 1 << 3;
-constexpr uint64_t kPageIsSwapped = 1 << 4;
-constexpr uint64_t kPageIsPfnZero = 1 << 5;
-constexpr uint64_t kPageIsWritten = 1 << 1;
-constexpr uint64_t kScanWpMatching = 1 << 0;
-constexpr uint64_t kScanCheckWpAsync = 1 << 1;
 
 // Units (pages or chunks, by `unit` bytes) holding a page written since it was last protected
 // (async write-protect); with `protect`, write-protects those pages in the same pass.
@@ -61,7 +47,7 @@ void ScanWritten(uint8_t* base, size_t size, bool protect, Bitmap* out, size_t u
   while (start < end) {
     PmScanArg arg = {};
     arg.size = sizeof(arg);
-    arg.flags = protect ? (kScanWpMatching | kScanCheckWpAsync) : 0;
+    arg.flags = protect ? (kPmScanWpMatching | kPmScanCheckWpAsync) : 0;
     arg.start = start;
     arg.end = end;
     arg.vec = reinterpret_cast<uint64_t>(vec.data());

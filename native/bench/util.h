@@ -1,5 +1,5 @@
 // Helpers for the baseline measurements: timing, memory, realistic data, a raw userfaultfd.
-// Self-contained on purpose: the bench addon shares no object files with the main addon.
+// The bench addon shares headers with the main addon, but no object files.
 #pragma once
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -11,37 +11,14 @@
 #include <stdexcept>
 #include <string>
 
-// Constants newer than the 6.1 system headers.
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC (1 << 15)
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
+#include "../pagemap.h"
+#include "../uffd.h"
 
 namespace bench {
 
 constexpr size_t kPageSize = 4096;
 constexpr size_t kChunkSize = 64 * 1024;
 
-// PAGEMAP_SCAN (Linux 6.7).
-struct PageRegion {
-  uint64_t start, end, categories;
-};
-struct PmScanArg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
-      category_anyof_mask, return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPmScanWpMatching = 1 << 0;
-constexpr uint64_t kPmScanCheckWpAsync = 1 << 1;
-constexpr uint64_t kPageIsWritten = 1 << 1;
 
 // A failed system call (or other setup step), with errno.
 class BenchError : public std::runtime_error {
