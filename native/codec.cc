@@ -41,8 +41,7 @@ BlobPtr CopyRaw(const uint8_t* data, size_t len) {
   auto blob = std::make_shared<Blob>();
   blob->codec = Codec::kRaw;
   blob->rawLen = static_cast<uint32_t>(len);
-  blob->bytes.assign(data, data + len);
-  blob->hash = Hash64(blob->bytes.data(), len);
+  blob->bytes.assign(data, data + len);  // no checksum: it never leaves memory, and is encoded next
   return blob;
 }
 

@@ -98,7 +98,6 @@ class Region {
 
   uint8_t* base() const { return base_; }
   size_t size() const { return size_; }
-  size_t chunkCount() const { return nChunks_; }
   const std::shared_ptr<PageSource>& source() const { return source_; }
 
   SnapshotResult Snapshot(uint64_t snapId, std::string meta);

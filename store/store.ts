@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { SnapshotError, fromNative, invalidArgument } from '../lib/errors';
+import { SnapshotError, invalidArgument } from '../lib/errors';
 import { CHUNK_SIZE, native, packageRoot, type NativeRollbackSources } from '../lib/native';
 import type { ReaderJob, ReaderMessage } from './reader-worker';
 import { BlobReader, buildPlan } from './restore-plan';
@@ -1129,4 +1129,3 @@ function processAlive(pid: number): boolean {
   }
 }
 
-export { fromNative };
