@@ -21,11 +21,12 @@ export interface ChunkMap {
 /** Resolves every chunk of the region at snapshot `id`. NOT_FOUND if the snapshot does not exist. */
 export function chunkMap(store: Store, id: number): ChunkMap {
   const info = store.info(id);  // NOT_FOUND / NOT_PERSISTED / INVALID_ARGUMENT
+  const chain = store.ancestors(id);  // checks each snapshot row's tag: region_size is then trusted
   const n = Math.ceil(info.regionSize / CHUNK_SIZE);
   const owner = new Float64Array(n);
   const blob = new Float64Array(n);
   let left = n;
-  for (const s of store.ancestors(id)) {
+  for (const s of chain) {
     if (left === 0) break;
     try {
       store.info(s);
