@@ -35,7 +35,18 @@ function image(store: Store, id: number, size: number): Uint8Array {
   return out;
 }
 
-export async function soak(seed: number, ops: number, size = 1 << 20): Promise<SoakResult> {
+export // A hang must fail the run and say where, not wait forever: an op that takes minutes is one.
+let lastOp = 'start';
+let lastOpAt = Date.now();
+const HANG_MS = 180_000;
+setInterval(() => {
+  if (Date.now() - lastOpAt > HANG_MS) {
+    console.error(`soak: op ${lastOp} has not finished after ${HANG_MS / 1000} s: a hang`);
+    process.exit(3);
+  }
+}, 10_000).unref();
+
+async function soak(seed: number, ops: number, size = 1 << 20): Promise<SoakResult> {
   const rand = rng(seed);
   const int = (n: number) => Math.floor(rand() * n);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'usnap-soak-'));
@@ -61,6 +72,8 @@ export async function soak(seed: number, ops: number, size = 1 << 20): Promise<S
       const kind = r < 0.5 ? 'write' : r < 0.7 ? 'snapshot' : r < 0.77 ? 'delete' : r < 0.8 ? 'gc' : r < 0.92 ? 'restore' : r < 0.97 ? 'restore-new' : r < 0.99 ? 'reopen' : 'verify';
       counts[kind] = (counts[kind] ?? 0) + 1;
       const at = `${op} (${kind}, seed ${seed})`;
+      lastOp = at;
+      lastOpAt = Date.now();
       switch (kind) {
         case 'write': {
           const off = int(size), len = Math.min(size - off, 1 + int(r < 0.1 ? 200_000 : 5000));
