@@ -96,6 +96,7 @@ export interface Addon {
     faultAroundMaxPages?: number;
     captureBudget?: number;
     pauseMode?: boolean;
+    hugePages?: boolean;
     sink: number;
     regionKey: number;
     memory?: Uint8Array;

@@ -15,6 +15,12 @@ export interface RegionOptions {
    * between snapshots and no other thread writes during snapshot(); see docs/benchmark.md.
    */
   mode?: 'live' | 'pause';
+  /**
+   * Back the region with transparent huge pages (MADV_HUGEPAGE): write-protecting 1 GiB then
+   * takes ~0.1 ms instead of ~20 ms, so a first snapshot's pause nearly vanishes. Memory is
+   * populated 2 MiB at a time, so a sparsely used region takes more of it. Default false.
+   */
+  hugePages?: boolean;
   /** The region's name in the store. Default: a unique generated name. */
   name?: string;
   /** Pages unprotected (and saved) per write fault: a power of two, default 16 (one chunk). */
@@ -74,7 +80,7 @@ export interface RegionStats {
   pendingChunks: number;
 }
 
-const OPTION_KEYS = ['store', 'name', 'mode', 'faultAround', 'faultAroundMax', 'captureBudget'];
+const OPTION_KEYS = ['store', 'name', 'mode', 'hugePages', 'faultAround', 'faultAroundMax', 'captureBudget'];
 let unnamed = 0;
 
 function checkOptions(opts: unknown, keys: string[], where: string): void {
@@ -124,7 +130,7 @@ export class Region {
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
 
-  private constructor(init: { size: number; store?: Store; name?: string; tuning: Tuning; memory?: WebAssembly.Memory; restoreLabel?: string }) {
+  private constructor(init: { size: number; store?: Store; name?: string; tuning: Tuning; memory?: WebAssembly.Memory; restoreLabel?: string; hugePages?: boolean }) {
     this.ownsStore = !init.store;
     this.store = init.store ?? Store.open(':memory:');
     if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
@@ -143,6 +149,7 @@ export class Region {
         faultAroundMaxPages: init.tuning.faultAroundMax,
         captureBudget: init.tuning.captureBudget,
         pauseMode: init.tuning.pauseMode,
+        hugePages: init.hugePages === true,
         sink: this.store.sink,
         regionKey: this.key,
         ...(init.memory ? { memory: new Uint8Array(init.memory.buffer) } : {}),
@@ -166,8 +173,9 @@ export class Region {
     checkOptions(opts, OPTION_KEYS, 'Region.alloc');
     const tuning = checkTuning(opts);
     checkName(opts.name);
+    if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw invalidArgument('hugePages', 'a boolean', opts.hugePages);
     const rounded = Math.ceil(size / CHUNK_SIZE) * CHUNK_SIZE;
-    return new Region({ size: rounded, store: opts.store, name: opts.name, tuning });
+    return new Region({ size: rounded, store: opts.store, name: opts.name, tuning, hugePages: opts.hugePages === true });
   }
 
   /**
@@ -178,6 +186,7 @@ export class Region {
     if (!(memory instanceof WebAssembly.Memory)) throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
     checkOptions(opts, OPTION_KEYS, 'Region.attach');
     checkName(opts.name);
+    if (opts.hugePages) throw invalidArgument('hugePages', 'unset for an attached memory (the engine owns its pages)', opts.hugePages);
     const size = memory.buffer.byteLength;
     if (size === 0) throw new SnapshotError('INVALID_ARGUMENT', 'the WebAssembly.Memory has no pages', { hint: 'Grow it to at least one page first.' });
     return new Region({ size, store: opts.store, name: opts.name, tuning: checkTuning(opts), memory });

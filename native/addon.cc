@@ -223,7 +223,7 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
       ro.size = view.ByteLength();
     } else {
       ro.size = static_cast<size_t>(opts.Get("size").As<Napi::Number>().Int64Value());
-      handle->mapping = std::make_shared<Mapping>(ro.size);
+      handle->mapping = std::make_shared<Mapping>(ro.size, opts.Get("hugePages").ToBoolean());
       ro.base = handle->mapping->base();
     }
     handle->region = std::make_unique<Region>(ro);

@@ -17,10 +17,23 @@
 #include "saver.h"
 #include "sys_error.h"
 
-Mapping::Mapping(size_t size) : size_(size) {
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+Mapping::Mapping(size_t size, bool hugePages) : size_(size) {
+  if (!hugePages) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw SysError("mmap", errno);
+    base_ = static_cast<uint8_t*>(p);
+    return;
+  }
+  // Huge pages need 2 MiB-aligned addresses: map more, trim to an aligned range.
+  constexpr size_t kHuge = 2u << 20;
+  void* p = mmap(nullptr, size + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw SysError("mmap", errno);
-  base_ = static_cast<uint8_t*>(p);
+  const uintptr_t raw = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t aligned = (raw + kHuge - 1) & ~(kHuge - 1);
+  if (aligned > raw) munmap(p, aligned - raw);
+  munmap(reinterpret_cast<void*>(aligned + size), raw + kHuge - aligned);
+  base_ = reinterpret_cast<uint8_t*>(aligned);
+  madvise(base_, size, MADV_HUGEPAGE);  // best effort: THP may be off on this machine
 }
 
 void Mapping::Unmap() {

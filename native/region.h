@@ -75,7 +75,7 @@ struct ChunkSource {
 // Anonymous memory for a region, unmapped when the last owner lets go.
 class Mapping {
  public:
-  explicit Mapping(size_t size);
+  Mapping(size_t size, bool hugePages);
   ~Mapping() { Unmap(); }
   uint8_t* base() const { return base_; }
   size_t size() const { return size_; }
