@@ -35,18 +35,11 @@ function image(store: Store, id: number, size: number): Uint8Array {
   return out;
 }
 
-export // A hang must fail the run and say where, not wait forever: an op that takes minutes is one.
+// The op running now, for the watchdog of the command-line run.
 let lastOp = 'start';
 let lastOpAt = Date.now();
-const HANG_MS = 180_000;
-setInterval(() => {
-  if (Date.now() - lastOpAt > HANG_MS) {
-    console.error(`soak: op ${lastOp} has not finished after ${HANG_MS / 1000} s: a hang`);
-    process.exit(3);
-  }
-}, 10_000).unref();
 
-async function soak(seed: number, ops: number, size = 1 << 20): Promise<SoakResult> {
+export async function soak(seed: number, ops: number, size = 1 << 20): Promise<SoakResult> {
   const rand = rng(seed);
   const int = (n: number) => Math.floor(rand() * n);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'usnap-soak-'));
@@ -162,6 +155,14 @@ async function soak(seed: number, ops: number, size = 1 << 20): Promise<SoakResu
 }
 
 if (require.main === module) {
+  // A hang must fail the run and say where, not wait forever: an op that takes minutes is one.
+  const HANG_MS = 180_000;
+  setInterval(() => {
+    if (Date.now() - lastOpAt > HANG_MS) {
+      console.error(`soak: op ${lastOp} has not finished after ${HANG_MS / 1000} s: a hang`);
+      process.exit(3);
+    }
+  }, 10_000).unref();
   const ops = Number(process.argv[2] ?? 10_000);
   const seeds = (process.argv[3] ?? '1,2,3').split(',').map(Number);
   void (async () => {

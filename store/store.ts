@@ -932,8 +932,16 @@ export class Store {
         else f.resolve();
       });
       port1.unref();
+      const reader = this.reader;
       this.reader.on('error', (err) => {
         for (const f of this.fills.values()) f.reject(new SnapshotError('INTERNAL', `store reader crashed: ${err.message}`, { cause: err }));
+        this.fills.clear();
+      });
+      // Ended without an error while restores were pending: never leave `ready` waiting.
+      this.reader.on('exit', (code) => {
+        if (this.reader !== reader) return;
+        this.reader = undefined;
+        for (const f of this.fills.values()) f.reject(new SnapshotError('INTERNAL', `store reader exited (code ${code}) before the restore finished`));
         this.fills.clear();
       });
     }
@@ -994,6 +1002,13 @@ export class Store {
     port1.on('message', (m: WriterMessage) => this.onWriterMessage(m));
     port1.unref();
     this.worker.on('error', (err) => this.failAll(new SnapshotError('INTERNAL', `store writer crashed: ${err.message}`, { cause: err })));
+    const worker = this.worker;
+    // Ended early without an error (never by design before close): never leave `persisted` waiting.
+    this.worker.on('exit', (code) => {
+      if (this.worker !== worker || this.closed) return;
+      this.worker = undefined;
+      if (this.inflight.size > 0) this.failAll(new SnapshotError('INTERNAL', `store writer exited (code ${code}) with snapshots still to save`));
+    });
   }
 
   private onWriterMessage(m: WriterMessage): void {
