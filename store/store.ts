@@ -940,6 +940,7 @@ export class Store {
       // Ended without an error while restores were pending: never leave `ready` waiting.
       this.reader.on('exit', (code) => {
         if (this.reader !== reader) return;
+        for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) port1.emit('message', m.message);
         this.reader = undefined;
         for (const f of this.fills.values()) f.reject(new SnapshotError('INTERNAL', `store reader exited (code ${code}) before the restore finished`));
         this.fills.clear();
@@ -1006,6 +1007,8 @@ export class Store {
     // Ended early without an error (never by design before close): never leave `persisted` waiting.
     this.worker.on('exit', (code) => {
       if (this.worker !== worker || this.closed) return;
+      // Its last words (a fatal error, results) may still be queued behind the exit event.
+      for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) this.onWriterMessage(m.message as WriterMessage);
       this.worker = undefined;
       if (this.inflight.size > 0) this.failAll(new SnapshotError('INTERNAL', `store writer exited (code ${code}) with snapshots still to save`));
     });
