@@ -127,6 +127,15 @@ struct ChunkArrays {
   }
   const uint8_t* bytes(size_t i) const { return data.Data() + offset[i]; }
   size_t len(size_t i) const { return offset[i + 1] - offset[i]; }
+  // Entry i copied out of the JS arrays, to outlive this call.
+  BlobPtr blob(size_t i) const {
+    auto b = std::make_shared<Blob>();
+    b->codec = static_cast<Codec>(codec[i]);
+    b->rawLen = rawLen[i];
+    b->hash = hash[i];
+    b->bytes.assign(bytes(i), bytes(i) + len(i));
+    return b;
+  }
 };
 
 // ---- regions: owned by the JS handle, closed by the environment's cleanup hook at exit ----
@@ -443,14 +452,7 @@ Napi::Value SourceStage(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     std::shared_ptr<PageSource> src = FindSource(env, info[0]);
     ChunkArrays a(env, info[1].As<Napi::Object>());
-    for (size_t i = 0; i < a.n; i++) {
-      auto blob = std::make_shared<Blob>();
-      blob->codec = static_cast<Codec>(a.codec[i]);
-      blob->rawLen = a.rawLen[i];
-      blob->hash = a.hash[i];
-      blob->bytes.assign(a.bytes(i), a.bytes(i) + a.len(i));
-      src->Stage(a.chunk[i], std::move(blob));
-    }
+    for (size_t i = 0; i < a.n; i++) src->Stage(a.chunk[i], a.blob(i));
     return env.Undefined();
   });
 }
@@ -474,14 +476,8 @@ Napi::Value SourceSupply(const Napi::CallbackInfo& info) {
     std::shared_ptr<PageSource> src = gSources.Find(info[0]);
     if (!src) return Napi::Boolean::New(env, false);
     ChunkArrays a(env, info[1].As<Napi::Object>());
-    for (size_t i = 0; i < a.n; i++) {
-      auto blob = std::make_shared<Blob>();
-      blob->codec = static_cast<Codec>(a.codec[i]);
-      blob->rawLen = a.rawLen[i];
-      blob->hash = a.hash[i];
-      blob->bytes.assign(a.bytes(i), a.bytes(i) + a.len(i));
-      if (!src->Supply(a.chunk[i], std::move(blob))) return Napi::Boolean::New(env, false);
-    }
+    for (size_t i = 0; i < a.n; i++)
+      if (!src->Supply(a.chunk[i], a.blob(i))) return Napi::Boolean::New(env, false);
     return Napi::Boolean::New(env, true);
   });
 }

@@ -243,14 +243,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
     bool scanLater = false;
     if (pauseMode_) {
       SnapshotPausedLocked(snapId, std::move(meta), &r);
-      r.pauseNs = NowNs() - t0;
-      stats_.snapshots++;
-      stats_.lastPauseNs = r.pauseNs;
-      stats_.maxPauseNs = std::max(stats_.maxPauseNs, r.pauseNs);
-      saverCv_.notify_one();
-      return r;
-    }
-    if (!tracking_ || baselineBroken_) {
+    } else if (!tracking_ || baselineBroken_) {
       r.chunks = ProtectAll(&scanLater);
       tracking_ = true;
       baselineBroken_ = false;
@@ -261,11 +254,13 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
       });
       r.chunks = WrittenChunksLocked();
     }
-    written_.ClearAll();
-    for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
-    sink_->Open(snapId, regionKey_, r.full, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
-    if (!saver_) saver_ = std::make_unique<Saver>(this);
-    if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0, scanLater, nullptr});
+    if (!pauseMode_) {
+      written_.ClearAll();
+      for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
+      sink_->Open(snapId, regionKey_, r.full, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
+      if (!saver_) saver_ = std::make_unique<Saver>(this);
+      if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0, scanLater, nullptr});
+    }
     r.pauseNs = NowNs() - t0;
     stats_.snapshots++;
     stats_.lastPauseNs = r.pauseNs;
