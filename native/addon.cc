@@ -1,7 +1,5 @@
 // N-API layer: type checks and conversions only. Validation, defaults and error wording live
-// in lib/ (TypeScript). Native failures are thrown as plain Errors carrying `nativeCode`
-// (SYS, CORRUPT, INVALID, CLOSED) plus `errno`/`syscall` for SYS; lib/ turns them into
-// SnapshotErrors with stable codes and hints.
+// in lib/ (TypeScript); how native failures are thrown is in napi_errors.h.
 #include <napi.h>
 
 #include <cstring>
@@ -11,49 +9,13 @@
 #include <stdexcept>
 
 #include "codec.h"
+#include "napi_errors.h"
 #include "region.h"
 #include "sink.h"
 #include "sys_error.h"
 #include "uffd.h"
 
 namespace {
-
-// ---- errors ----
-
-Napi::Error NativeError(Napi::Env env, const char* code, const std::string& message) {
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("nativeCode", Napi::String::New(env, code));
-  return e;
-}
-
-template <typename Fn>
-Napi::Value Guard(const Napi::CallbackInfo& info, Fn fn) {
-  Napi::Env env = info.Env();
-  try {
-    return fn(env);
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const SysError& e) {
-    Napi::Error err = NativeError(env, "SYS", std::string(e.op()) + ": " + strerror(e.errnum()));
-    err.Set("errno", Napi::Number::New(env, e.errnum()));
-    err.Set("syscall", Napi::String::New(env, e.op()));
-    throw err;
-  } catch (const CorruptError& e) {
-    throw NativeError(env, "CORRUPT", e.what());
-  } catch (const MovedError& e) {
-    throw NativeError(env, "REMAPPED", e.what());
-  } catch (const std::invalid_argument& e) {
-    throw NativeError(env, "INVALID", e.what());
-  } catch (const std::out_of_range& e) {
-    throw NativeError(env, "INVALID", e.what());
-  } catch (const std::logic_error& e) {
-    throw NativeError(env, "CLOSED", e.what());
-  } catch (const std::bad_alloc&) {
-    throw NativeError(env, "NOMEM", "out of memory");
-  } catch (const std::exception& e) {
-    throw NativeError(env, "INTERNAL", e.what());
-  }
-}
 
 // ---- objects reachable by id from every environment: a writer in a worker thread drains a
 // sink, a reader in a worker supplies a restored region's page source ----

@@ -49,40 +49,46 @@ uint64_t NowNs() {
 }
 
 
-// Units (pages or chunks, by `unit` bytes) holding a page written since it was last protected
-// (async write-protect); with `protect`, write-protects those pages in the same pass.
-void ScanWritten(uint8_t* base, size_t size, bool protect, Bitmap* out, size_t unit = kChunkSize) {
+// Walks [base, base + size) with PAGEMAP_SCAN, calling fn(start, end, categories) for each
+// matching run. Returns the errno of a failed scan (0 on success).
+template <typename Fn>
+int PagemapScan(uint8_t* base, size_t size, const PmScanArg& query, Fn fn) {
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw SysError("open(/proc/self/pagemap)", errno);
+  if (fd < 0) return errno;
   std::vector<PageRegion> vec(1024);
   uint64_t start = reinterpret_cast<uint64_t>(base);
   const uint64_t end = start + size;
+  int err = 0;
   while (start < end) {
-    PmScanArg arg = {};
+    PmScanArg arg = query;
     arg.size = sizeof(arg);
-    arg.flags = protect ? (kPmScanWpMatching | kPmScanCheckWpAsync) : 0;
     arg.start = start;
     arg.end = end;
     arg.vec = reinterpret_cast<uint64_t>(vec.data());
     arg.vec_len = vec.size();
-    arg.category_mask = kPageIsWritten;
-    arg.return_mask = kPageIsWritten;
-    int n = ioctl(fd, kPagemapScan, &arg);
+    int n = IoctlRetry(fd, kPagemapScan, &arg);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      close(fd);
-      throw SysError("ioctl(PAGEMAP_SCAN)", err);
+      err = errno;
+      break;
     }
-    for (int i = 0; i < n; i++) {
-      const uint64_t first = (vec[i].start - reinterpret_cast<uint64_t>(base)) / unit;
-      const uint64_t last = (vec[i].end - 1 - reinterpret_cast<uint64_t>(base)) / unit;
-      out->SetRange(first, last + 1);
-    }
+    for (int i = 0; i < n; i++) fn(vec[i].start, vec[i].end, vec[i].categories);
     if (arg.walk_end <= start) break;
     start = arg.walk_end;
   }
   close(fd);
+  return err;
+}
+
+// Units (pages or chunks, by `unit` bytes) holding a page written since it was last protected
+// (async write-protect); with `protect`, write-protects those pages in the same pass.
+void ScanWritten(uint8_t* base, size_t size, bool protect, Bitmap* out, size_t unit = kChunkSize) {
+  PmScanArg q = {};
+  q.flags = protect ? (kPmScanWpMatching | kPmScanCheckWpAsync) : 0;
+  q.category_mask = kPageIsWritten;
+  q.return_mask = kPageIsWritten;
+  const uint64_t b0 = reinterpret_cast<uint64_t>(base);
+  int err = PagemapScan(base, size, q, [&](uint64_t s, uint64_t e, uint64_t) { out->SetRange((s - b0) / unit, (e - 1 - b0) / unit + 1); });
+  if (err) throw SysError("ioctl(PAGEMAP_SCAN)", err);
 }
 
 std::vector<uint32_t> ChunkList(const Bitmap& b) {
@@ -96,39 +102,14 @@ std::vector<uint32_t> ChunkList(const Bitmap& b) {
 // Marks the chunks holding any page in one of `categories` other than the shared zero page.
 // Returns false when the kernel cannot answer (then every chunk must be read).
 bool ScanPopulated(uint8_t* base, size_t size, uint64_t categories, Bitmap* out) {
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  std::vector<PageRegion> vec(512);
-  uint64_t start = reinterpret_cast<uint64_t>(base);
-  const uint64_t end = start + size;
-  bool ok = true;
-  while (start < end) {
-    PmScanArg arg = {};
-    arg.size = sizeof(arg);
-    arg.start = start;
-    arg.end = end;
-    arg.vec = reinterpret_cast<uint64_t>(vec.data());
-    arg.vec_len = vec.size();
-    arg.category_anyof_mask = categories;
-    arg.return_mask = kPageIsPresent | kPageIsSwapped | kPageIsPfnZero;
-    int n = ioctl(fd, kPagemapScan, &arg);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ok = false;
-      break;
-    }
-    for (int i = 0; i < n; i++) {
-      const PageRegion& r = vec[i];
-      if ((r.categories & kPageIsPfnZero) && !(r.categories & kPageIsSwapped)) continue;
-      const uint64_t first = (r.start - reinterpret_cast<uint64_t>(base)) / kChunkSize;
-      const uint64_t last = (r.end - 1 - reinterpret_cast<uint64_t>(base)) / kChunkSize;
-      out->SetRange(first, last + 1);
-    }
-    if (arg.walk_end <= start) break;
-    start = arg.walk_end;
-  }
-  close(fd);
-  return ok;
+  PmScanArg q = {};
+  q.category_anyof_mask = categories;
+  q.return_mask = kPageIsPresent | kPageIsSwapped | kPageIsPfnZero;
+  const uint64_t b0 = reinterpret_cast<uint64_t>(base);
+  return PagemapScan(base, size, q, [&](uint64_t s, uint64_t e, uint64_t cat) {
+           if ((cat & kPageIsPfnZero) && !(cat & kPageIsSwapped)) return;
+           out->SetRange((s - b0) / kChunkSize, (e - 1 - b0) / kChunkSize + 1);
+         }) == 0;
 }
 
 }  // namespace

@@ -11,20 +11,12 @@
 
 namespace {
 
-int Ioctl(int fd, unsigned long req, void* arg) {
-  int rc;
-  do {
-    rc = ioctl(fd, req, arg);
-  } while (rc == -1 && errno == EINTR);
-  return rc;
-}
-
 // UFFDIO_API may only run once per descriptor, so the handshake sits beside the open.
 bool Handshake(int fd, uint64_t features, uint64_t* offered, int* err) {
   uffdio_api api = {};
   api.api = UFFD_API;
   api.features = features;
-  if (Ioctl(fd, UFFDIO_API, &api) == -1) {
+  if (IoctlRetry(fd, UFFDIO_API, &api) == -1) {
     *err = errno;
     return false;
   }
@@ -109,12 +101,12 @@ void Userfaultfd::Register(void* addr, size_t len, uint64_t mode) {
   reg.range.start = reinterpret_cast<uint64_t>(addr);
   reg.range.len = len;
   reg.mode = mode;
-  if (Ioctl(fd_, UFFDIO_REGISTER, &reg) == -1) throw SysError("ioctl(UFFDIO_REGISTER)", errno);
+  if (IoctlRetry(fd_, UFFDIO_REGISTER, &reg) == -1) throw SysError("ioctl(UFFDIO_REGISTER)", errno);
 }
 
 void Userfaultfd::Unregister(void* addr, size_t len) {
   uffdio_range range = {reinterpret_cast<uint64_t>(addr), len};
-  if (Ioctl(fd_, UFFDIO_UNREGISTER, &range) == -1) throw SysError("ioctl(UFFDIO_UNREGISTER)", errno);
+  if (IoctlRetry(fd_, UFFDIO_UNREGISTER, &range) == -1) throw SysError("ioctl(UFFDIO_UNREGISTER)", errno);
 }
 
 void Userfaultfd::WriteProtect(void* addr, size_t len, bool protect, bool dontWake) {
@@ -124,7 +116,7 @@ void Userfaultfd::WriteProtect(void* addr, size_t len, bool protect, bool dontWa
   wp.mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
             (dontWake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
   // EAGAIN: the mm is changing under us (e.g. a concurrent fork); retrying is the documented answer.
-  while (Ioctl(fd_, UFFDIO_WRITEPROTECT, &wp) == -1) {
+  while (IoctlRetry(fd_, UFFDIO_WRITEPROTECT, &wp) == -1) {
     if (errno != EAGAIN) throw SysError("ioctl(UFFDIO_WRITEPROTECT)", errno);
   }
 }
@@ -137,7 +129,7 @@ bool Userfaultfd::Copy(void* dst, const void* src, size_t len, bool protect, boo
     copy.src = reinterpret_cast<uint64_t>(src) + done;
     copy.len = len - done;
     copy.mode = (protect ? UFFDIO_COPY_MODE_WP : 0) | (dontWake ? UFFDIO_COPY_MODE_DONTWAKE : 0);
-    if (Ioctl(fd_, UFFDIO_COPY, &copy) == 0) return true;
+    if (IoctlRetry(fd_, UFFDIO_COPY, &copy) == 0) return true;
     if (errno == EEXIST) return false;
     if (errno != EAGAIN) throw SysError("ioctl(UFFDIO_COPY)", errno);
     if (copy.copy > 0) done += static_cast<size_t>(copy.copy);  // partial copy: continue after it
@@ -152,7 +144,7 @@ bool Userfaultfd::ZeroPage(void* addr, size_t len, bool dontWake) {
     zp.range.start = reinterpret_cast<uint64_t>(addr) + done;
     zp.range.len = len - done;
     zp.mode = dontWake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0;
-    if (Ioctl(fd_, UFFDIO_ZEROPAGE, &zp) == 0) return true;
+    if (IoctlRetry(fd_, UFFDIO_ZEROPAGE, &zp) == 0) return true;
     if (errno == EEXIST) return false;
     if (errno != EAGAIN) throw SysError("ioctl(UFFDIO_ZEROPAGE)", errno);
     if (zp.zeropage > 0) done += static_cast<size_t>(zp.zeropage);
@@ -162,5 +154,5 @@ bool Userfaultfd::ZeroPage(void* addr, size_t len, bool dontWake) {
 
 void Userfaultfd::Wake(void* addr, size_t len) {
   uffdio_range range = {reinterpret_cast<uint64_t>(addr), len};
-  if (Ioctl(fd_, UFFDIO_WAKE, &range) == -1) throw SysError("ioctl(UFFDIO_WAKE)", errno);
+  if (IoctlRetry(fd_, UFFDIO_WAKE, &range) == -1) throw SysError("ioctl(UFFDIO_WAKE)", errno);
 }

@@ -1,9 +1,21 @@
 #pragma once
 #include <linux/userfaultfd.h>
 
+#include <sys/ioctl.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+// ioctl(2), retried while a signal interrupts it.
+inline int IoctlRetry(int fd, unsigned long req, void* arg) {
+  int rc;
+  do {
+    rc = ioctl(fd, req, arg);
+  } while (rc == -1 && errno == EINTR);
+  return rc;
+}
 
 // Constants newer than the 6.1 system headers.
 #ifndef UFFD_FEATURE_WP_UNPOPULATED

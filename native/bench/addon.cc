@@ -5,37 +5,11 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "../napi_errors.h"
 #include "baselines.h"
 #include "util.h"
 
 namespace {
-
-Napi::Error NativeError(Napi::Env env, const char* code, const std::string& message) {
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("nativeCode", Napi::String::New(env, code));
-  return e;
-}
-
-template <typename Fn>
-Napi::Value Guard(const Napi::CallbackInfo& info, Fn fn) {
-  Napi::Env env = info.Env();
-  try {
-    return fn(env);
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const bench::BenchError& e) {
-    Napi::Error err = NativeError(env, "SYS", e.what());
-    err.Set("errno", Napi::Number::New(env, e.errnum()));
-    err.Set("syscall", Napi::String::New(env, e.op()));
-    throw err;
-  } catch (const std::invalid_argument& e) {
-    throw NativeError(env, "INVALID", e.what());
-  } catch (const std::bad_alloc&) {
-    throw NativeError(env, "NOMEM", "out of memory");
-  } catch (const std::exception& e) {
-    throw NativeError(env, "INTERNAL", e.what());
-  }
-}
 
 size_t SizeArg(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || !info[i].IsNumber()) throw std::invalid_argument("size must be a number");

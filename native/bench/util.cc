@@ -14,9 +14,6 @@
 
 namespace bench {
 
-BenchError::BenchError(const std::string& op, int err)
-    : std::runtime_error(op + ": " + strerror(err)), op_(op), errnum_(err) {}
-
 uint64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -113,14 +110,6 @@ void FillRealistic(uint8_t* p, size_t len, uint64_t seed) {
 size_t SpreadCount(size_t n, double fraction) {
   if (!(fraction >= 0.0 && fraction <= 1.0)) throw std::invalid_argument("fraction must be in [0, 1]");
   return static_cast<size_t>(std::llround(static_cast<double>(n) * fraction));
-}
-
-int Ioctl(int fd, unsigned long req, void* arg) {
-  int rc;
-  do {
-    rc = ioctl(fd, req, arg);
-  } while (rc == -1 && errno == EINTR);
-  return rc;
 }
 
 int OpenUffd(uint64_t features) {

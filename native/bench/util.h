@@ -12,6 +12,7 @@
 #include <string>
 
 #include "../pagemap.h"
+#include "../sys_error.h"
 #include "../uffd.h"
 
 namespace bench {
@@ -21,16 +22,7 @@ constexpr size_t kChunkSize = 64 * 1024;
 
 
 // A failed system call (or other setup step), with errno.
-class BenchError : public std::runtime_error {
- public:
-  BenchError(const std::string& op, int err);
-  const std::string& op() const { return op_; }
-  int errnum() const { return errnum_; }
-
- private:
-  std::string op_;
-  int errnum_;
-};
+using BenchError = SysError;
 
 // CLOCK_MONOTONIC in nanoseconds.
 uint64_t NowNs();
@@ -88,8 +80,7 @@ int OpenUffd(uint64_t features);
 void UffdRegister(int uffd, void* addr, size_t len, uint64_t mode);
 void UffdWriteProtect(int uffd, void* addr, size_t len, bool protect);
 
-// ioctl retried on EINTR.
-int Ioctl(int fd, unsigned long req, void* arg);
+inline int Ioctl(int fd, unsigned long req, void* arg) { return IoctlRetry(fd, req, arg); }
 
 // A child process that is killed (if still running) and reaped on destruction.
 class Child {
