@@ -29,7 +29,11 @@ const out = (o) => process.stdout.write('RESULT ' + JSON.stringify(o) + '\\n');
   );
   fs.chmodSync(file, 0o644);
   const cmd = hasSetpriv ? 'setpriv' : process.execPath;
-  const args = hasSetpriv ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, file] : [file];
+  // CAP_DAC_READ_SEARCH alone lets nobody read the checkout wherever CI cloned it (a 0700
+  // mktemp directory, say); it grants no write access, so /dev/userfaultfd stays closed to it.
+  const args = hasSetpriv
+    ? ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search', process.execPath, file]
+    : [file];
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout, cwd: work });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (!line) throw new Error(`no result (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);

@@ -177,11 +177,13 @@ describe('store corruption', () => {
   it('an unwritable directory gives IO with a hint', () => {
     const dir = tmpDir();
     fs.chmodSync(dir, 0o555);
-    // Root ignores permissions: try it as nobody.
+    // Root ignores permissions: try it as nobody, after loading everything as root (the
+    // checkout itself may sit where nobody cannot read, such as a 0700 temporary directory).
     const asNobody = process.getuid?.() === 0 ? 'process.setgid(65534); process.setuid(65534);' : '';
     const r = runNode(`
-      ${asNobody}
       const { Store } = require(${JSON.stringify(dist)});
+      Store.open(':memory:').close();  // loads both native bindings
+      ${asNobody}
       try { Store.open(${JSON.stringify(path.join(dir, 's.usnap'))}); console.log('opened'); }
       catch (e) { console.log(JSON.stringify({ code: e.code, hint: e.hint, message: e.message })); }
     `);
