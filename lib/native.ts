@@ -138,8 +138,12 @@ export interface Addon {
 export const packageRoot: string = (() => {
   let dir = __dirname;
   for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'uffd-snapshot') return dir;
+    // Read, not exists-then-read: access(2) ignores capabilities, and one syscall beats two.
+    try {
+      if (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).name === 'uffd-snapshot') return dir;
+    } catch {
+      // none here, or not ours: keep walking up
+    }
     const up = path.dirname(dir);
     if (up === dir) throw new Error('uffd-snapshot: cannot find the package root from ' + __dirname);
     dir = up;

@@ -11,6 +11,7 @@
 // The addon is build/Release/usnap_bench.node (binding.gyp target `usnap_bench`).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { packageRoot } from '../native';
 
 export const PAGE_SIZE = 4096;
 export const CHUNK_SIZE = 64 * 1024;
@@ -150,29 +151,11 @@ interface BenchAddon {
   chunkSize: number;
 }
 
-/** The package root (where package.json and build/ live), from lib/bench/ or dist/lib/bench/. */
-function packageRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg)) {
-      try {
-        if (JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'uffd-snapshot') return dir;
-      } catch {
-        // not ours; keep walking
-      }
-    }
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('uffd-snapshot bench: cannot find the package root from ' + __dirname);
-    dir = up;
-  }
-}
-
 let addon: BenchAddon | undefined;
 
 function bench(): BenchAddon {
   if (addon) return addon;
-  const file = path.join(packageRoot(), 'build', 'Release', 'usnap_bench.node');
+  const file = path.join(packageRoot, 'build', 'Release', 'usnap_bench.node');
   try {
     addon = require(file) as BenchAddon;
   } catch (err) {
