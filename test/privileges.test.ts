@@ -14,7 +14,23 @@ const isRoot = process.getuid?.() === 0;
 const hasSetpriv = isRoot && spawnSync('setpriv', ['--version']).status === 0;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'usnap-priv-'));
 fs.chmodSync(work, 0o777);
-afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+// nobody must reach the checkout, wherever it was cloned (a 0700 mktemp directory, say):
+// ancestors without search permission for others get it (search only, no listing) for the
+// duration of this file, and get their mode back afterwards.
+const restoredModes: [string, number][] = [];
+if (hasSetpriv) {
+  for (let dir = root; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const mode = fs.statSync(dir).mode & 0o7777;
+    if (!(mode & 0o001)) {
+      restoredModes.push([dir, mode]);
+      fs.chmodSync(dir, mode | 0o001);
+    }
+  }
+}
+afterAll(() => {
+  for (const [dir, mode] of restoredModes) fs.chmodSync(dir, mode);
+  fs.rmSync(work, { recursive: true, force: true });
+});
 
 /** Runs `body` (JS, async allowed, `out(obj)` reports) as an unprivileged user. */
 function runUnprivileged(body: string, timeout = 60_000): { result: Record<string, unknown>; stderr: string; status: number | null } {
@@ -29,11 +45,7 @@ const out = (o) => process.stdout.write('RESULT ' + JSON.stringify(o) + '\\n');
   );
   fs.chmodSync(file, 0o644);
   const cmd = hasSetpriv ? 'setpriv' : process.execPath;
-  // CAP_DAC_READ_SEARCH alone lets nobody read the checkout wherever CI cloned it (a 0700
-  // mktemp directory, say); it grants no write access, so /dev/userfaultfd stays closed to it.
-  const args = hasSetpriv
-    ? ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search', process.execPath, file]
-    : [file];
+  const args = hasSetpriv ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, file] : [file];
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout, cwd: work });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (!line) throw new Error(`no result (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
