@@ -95,6 +95,7 @@ export interface Addon {
     faultAroundPages: number;
     faultAroundMaxPages?: number;
     captureBudget?: number;
+    saverThreads?: number;
     pauseMode?: boolean;
     hugePages?: boolean;
     sink: number;
@@ -122,7 +123,8 @@ export interface Addon {
   region_kernel_writes_trap(h: RegionHandle): boolean;
   region_close(h: RegionHandle): void;
   sink_open(): number;
-  sink_drain(sink: number, maxBytes: number, waitMs: number, lingerMs?: number): NativeBatch;
+  /** `scratch`, when large enough, receives the batch's bytes (`chunks.data` is then a view of it). */
+  sink_drain(sink: number, maxBytes: number, waitMs: number, lingerMs?: number, scratch?: Uint8Array): NativeBatch;
   sink_release(sink: number, snap: number): void;
   sink_stats(sink: number): { heldBytes: number; inflight: number };
   sink_close(sink: number): void;

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { SnapshotError, fromNative, invalidArgument } from './errors';
 import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from './native';
 import { Snapshot } from './snapshot';
@@ -37,6 +38,11 @@ export interface RegionOptions {
    * compresses further chunks itself: writes wait longer, memory stays bounded.
    */
   captureBudget?: number;
+  /**
+   * Threads that compress snapshots in the background (default: 2 where the machine has
+   * more than one CPU). More finish a snapshot sooner; they share the CPU with the program.
+   */
+  saverThreads?: number;
 }
 
 export interface RestoreOptions {
@@ -45,6 +51,7 @@ export interface RestoreOptions {
   faultAround?: number;
   faultAroundMax?: number;
   captureBudget?: number;
+  saverThreads?: number;
 }
 
 interface Tuning {
@@ -52,6 +59,7 @@ interface Tuning {
   faultAround: number;
   faultAroundMax: number;
   captureBudget: number;
+  saverThreads: number;
 }
 
 export interface RegionStats {
@@ -80,7 +88,7 @@ export interface RegionStats {
   pendingChunks: number;
 }
 
-const OPTION_KEYS = ['store', 'name', 'mode', 'hugePages', 'faultAround', 'faultAroundMax', 'captureBudget'];
+const OPTION_KEYS = ['store', 'name', 'mode', 'hugePages', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'];
 let unnamed = 0;
 
 function checkOptions(opts: unknown, keys: string[], where: string): void {
@@ -101,14 +109,16 @@ function checkPages(what: string, v: unknown, dflt: number): number {
   return v as number;
 }
 
-function checkTuning(opts: { mode?: string; faultAround?: number; faultAroundMax?: number; captureBudget?: number }): Tuning {
+function checkTuning(opts: { mode?: string; faultAround?: number; faultAroundMax?: number; captureBudget?: number; saverThreads?: number }): Tuning {
   if (opts.mode !== undefined && opts.mode !== 'live' && opts.mode !== 'pause') throw invalidArgument('mode', "'live' or 'pause'", opts.mode);
   const faultAround = checkPages('faultAround', opts.faultAround, 16);
   const faultAroundMax = checkPages('faultAroundMax', opts.faultAroundMax, Math.max(512, faultAround));
   if (faultAroundMax < faultAround) throw invalidArgument('faultAroundMax', `a power of two from faultAround (${faultAround}) to 512`, faultAroundMax);
   const captureBudget = opts.captureBudget ?? 64 << 20;
   if (!Number.isSafeInteger(captureBudget) || captureBudget < 0) throw invalidArgument('captureBudget', 'a non-negative integer (bytes)', captureBudget);
-  return { pauseMode: opts.mode === 'pause', faultAround, faultAroundMax, captureBudget };
+  const saverThreads = opts.saverThreads ?? (availableParallelism() > 1 ? 2 : 1);
+  if (!Number.isInteger(saverThreads) || saverThreads < 1 || saverThreads > 16) throw invalidArgument('saverThreads', 'an integer from 1 to 16', saverThreads);
+  return { pauseMode: opts.mode === 'pause', faultAround, faultAroundMax, captureBudget, saverThreads };
 }
 
 /**
@@ -148,6 +158,7 @@ export class Region {
         faultAroundPages: init.tuning.faultAround,
         faultAroundMaxPages: init.tuning.faultAroundMax,
         captureBudget: init.tuning.captureBudget,
+        saverThreads: init.tuning.saverThreads,
         pauseMode: init.tuning.pauseMode,
         hugePages: init.hugePages === true,
         sink: this.store.sink,
@@ -200,7 +211,7 @@ export class Region {
    */
   static restore(store: Store, opts: RestoreOptions): Region {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
-    checkOptions(opts, ['name', 'snapshot', 'faultAround', 'faultAroundMax', 'captureBudget'], 'Region.restore');
+    checkOptions(opts, ['name', 'snapshot', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
     checkName(opts.name);
     const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
     const info = store._snapshotRegion(checkSnapshotId(id));

@@ -180,6 +180,7 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
     ro.pauseMode = opts.Get("pauseMode").ToBoolean();
     if (opts.Get("captureBudget").IsNumber())
       ro.captureBudget = static_cast<size_t>(opts.Get("captureBudget").As<Napi::Number>().Int64Value());
+    if (opts.Get("saverThreads").IsNumber()) ro.saverThreads = opts.Get("saverThreads").As<Napi::Number>().Uint32Value();
     ro.regionKey = opts.Get("regionKey").As<Napi::Number>().Uint32Value();
     ro.sink = FindSink(env, opts.Get("sink"));
     Napi::Value restore = opts.Get("restore");
@@ -498,7 +499,11 @@ Napi::Value SinkDrain(const Napi::CallbackInfo& info) {
     Napi::Uint32Array rawLen = Napi::Uint32Array::New(env, n);
     Napi::BigInt64Array hash = Napi::BigInt64Array::New(env, n);
     Napi::Uint32Array offset = Napi::Uint32Array::New(env, n + 1);
-    Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::New(env, total);
+    // A caller's reusable buffer (the writer's) saves faulting in fresh memory for every batch.
+    Napi::Value scratch = info.Length() > 4 ? info[4] : env.Undefined();
+    Napi::Uint8Array data = scratch.IsTypedArray() && scratch.As<Napi::Uint8Array>().ByteLength() >= total
+                                ? scratch.As<Napi::Uint8Array>()
+                                : Napi::Buffer<uint8_t>::New(env, total);
     size_t pos = 0;
     for (size_t i = 0; i < n; i++) {
       const Sink::Chunk& c = b.chunks[i];

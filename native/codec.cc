@@ -50,10 +50,12 @@ BlobPtr Encode(const uint8_t* data, size_t len) {
   blob->rawLen = static_cast<uint32_t>(len);
   if (IsZero(data, len)) return blob;  // kZero, no bytes, hash 0
   // Compress into a reused buffer, then keep exactly the bytes produced.
-  thread_local std::vector<char> scratch;
+  // (uint8_t, not char: assigning from char* makes std::vector copy byte by byte.)
+  thread_local std::vector<uint8_t> scratch;
   const int bound = LZ4_compressBound(static_cast<int>(len));
   if (scratch.size() < static_cast<size_t>(bound)) scratch.resize(static_cast<size_t>(bound));
-  int n = LZ4_compress_default(reinterpret_cast<const char*>(data), scratch.data(), static_cast<int>(len), bound);
+  int n = LZ4_compress_default(reinterpret_cast<const char*>(data), reinterpret_cast<char*>(scratch.data()),
+                               static_cast<int>(len), bound);
   if (n > 0 && static_cast<size_t>(n) < len) {
     blob->codec = Codec::kLz4;
     blob->bytes.assign(scratch.data(), scratch.data() + n);

@@ -2,6 +2,7 @@
 
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -15,7 +16,10 @@
 FaultHandler::FaultHandler(Region* region, int uffd) : region_(region), uffd_(uffd) {
   stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stopFd_ < 0) throw SysError("eventfd", errno);
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "usnap-faults");
+    Run();
+  });
 }
 
 FaultHandler::~FaultHandler() {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <pthread.h>
 
 #include "sys_error.h"
 
@@ -62,6 +63,7 @@ void PageSource::StartPrefetch() {
 
 // Materializes supplied chunks first (a fault may be waiting on them), then staged ones.
 void PageSource::FillerLoop() {
+  pthread_setname_np(pthread_self(), "usnap-filler");
   for (;;) {
     uint32_t c = 0;
     BlobPtr blob;

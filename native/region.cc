@@ -122,6 +122,7 @@ Region::Region(const RegionOptions& opts)
       pauseMode_(opts.pauseMode),
       faultAroundMax_(std::max(opts.faultAroundPages, opts.faultAroundMaxPages)),
       captureBudget_(opts.captureBudget),
+      saverThreads_(std::max<uint32_t>(1, opts.saverThreads)),
       regionKey_(opts.regionKey),
       sink_(opts.sink),
       written_(opts.size / kPageSize),
@@ -239,7 +240,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
       written_.ClearAll();
       for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
       sink_->Open(snapId, regionKey_, r.full, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
-      if (!saver_) saver_ = std::make_unique<Saver>(this);
+      if (!saver_) saver_ = std::make_unique<Saver>(this, saverThreads_);
       if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0, scanLater, nullptr});
     }
     r.pauseNs = NowNs() - t0;
@@ -247,7 +248,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
     stats_.lastPauseNs = r.pauseNs;
     stats_.maxPauseNs = std::max(stats_.maxPauseNs, r.pauseNs);
   }
-  saverCv_.notify_one();
+  saverCv_.notify_all();
   return r;
 }
 
@@ -266,7 +267,7 @@ void Region::SnapshotPausedLocked(uint64_t snapId, std::string meta, SnapshotRes
   }
   r->chunks = ChunkList(chunks);
   sink_->Open(snapId, regionKey_, r->full, std::move(meta), static_cast<uint32_t>(r->chunks.size()));
-  if (!saver_) saver_ = std::make_unique<Saver>(this);
+  if (!saver_) saver_ = std::make_unique<Saver>(this, saverThreads_);
   for (uint32_t c : r->chunks) {
     BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
     sink_->Stage(snapId, c, raw);
@@ -310,7 +311,7 @@ void Region::FlushLocked() {
     for (uint32_t c : f.chunks)
       if (pendingSnap_[c] == f.snap) CaptureLocked(c);
   inflight_.clear();
-  if (!rawQueue_.empty()) saverCv_.notify_one();
+  if (!rawQueue_.empty()) saverCv_.notify_all();
 }
 
 void Region::OnWriteFault(uintptr_t addr) {
@@ -507,6 +508,7 @@ bool Region::SaveStep() {
     } else if (!inflight_.empty() && inflight_.front().scanPending) {
       scanFor = inflight_.front().snap;
       inflight_.front().scanPending = false;
+      scanning_ = true;
     } else {
       while (!inflight_.empty()) {
         Inflight& f = inflight_.front();
@@ -533,8 +535,12 @@ bool Region::SaveStep() {
   if (scanFor) {
     auto populated = std::make_shared<Bitmap>(nChunks_);
     if (!ScanPopulated(base_, size_, kPageIsPresent, populated.get())) populated.reset();
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!inflight_.empty() && inflight_.front().snap == scanFor) inflight_.front().populated = std::move(populated);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!inflight_.empty() && inflight_.front().snap == scanFor) inflight_.front().populated = std::move(populated);
+      scanning_ = false;
+    }
+    saverCv_.notify_all();
     return true;
   }
   if (raw.raw) {

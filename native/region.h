@@ -28,6 +28,7 @@ struct RegionOptions {
   uint32_t faultAroundPages = 16;  // a power of two: pages unprotected (and saved) per write fault
   uint32_t faultAroundMaxPages = 512;  // sequential faults double the group up to this
   size_t captureBudget = 64u << 20;    // raw copies held for the saver; beyond it the handler compresses
+  uint32_t saverThreads = 1;           // threads compressing in the background
   bool pauseMode = false;          // async write-protect: no faults to handle, snapshots copy in the pause
   uint8_t* base = nullptr;         // page-aligned memory the caller keeps mapped beyond Close()
   uint32_t regionKey = 0;          // the store's id for this region, carried to the writer
@@ -171,7 +172,9 @@ class Region {
   void MergeZeroServedLocked() {
     if (source_) source_->TakeZeroServed(&written_, kPagesPerChunk);
   }
-  bool HasSaveWorkLocked() const { return !rawQueue_.empty() || !inflight_.empty(); }
+  // While one saver scans for populated pages the others wait: the chunks it finds unpopulated
+  // need not be read.
+  bool HasSaveWorkLocked() const { return !rawQueue_.empty() || (!inflight_.empty() && !scanning_); }
   void CheckUsableLocked() const;
   // Waits until the handler has handled every event it has read: a REMOVE that madvise() has
   // already returned from is then recorded before we look at what was written.
@@ -187,6 +190,8 @@ class Region {
   bool pauseMode_ = false;
   uint32_t faultAroundMax_ = 512;
   size_t captureBudget_ = 64u << 20;
+  uint32_t saverThreads_ = 1;
+  bool scanning_ = false;
   size_t lastGroupEnd_ = SIZE_MAX;  // where the previous fault's group ended
   size_t lastSpan_ = 0;
   size_t rawQueueBytes_ = 0;

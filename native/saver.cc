@@ -1,15 +1,20 @@
 #include "saver.h"
 
+#include <pthread.h>
+
 #include "region.h"
 
-Saver::Saver(Region* region) : region_(region) {
-  thread_ = std::thread([this] {
-    while (region_->WaitForSaveWork(stop_)) region_->SaveStep();
-  });
+Saver::Saver(Region* region, unsigned threads) : region_(region) {
+  for (unsigned i = 0; i < threads; i++) {
+    threads_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "usnap-saver");
+      while (region_->WaitForSaveWork(stop_)) region_->SaveStep();
+    });
+  }
 }
 
 Saver::~Saver() {
   stop_ = true;
   region_->WakeSaver();
-  if (thread_.joinable()) thread_.join();
+  for (std::thread& t : threads_) t.join();
 }

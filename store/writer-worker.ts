@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { workerData, type MessagePort } from 'node:worker_threads';
-import { native } from '../lib/native';
+import { CHUNK_SIZE, native } from '../lib/native';
 import { pragmas } from './schema';
 import { StoreWriter, batchIsEmpty } from './writer';
 
@@ -49,8 +49,10 @@ async function main(): Promise<void> {
         // Readers or a busy main connection: the next idle moment tries again.
       }
     };
+    // Batches end at the first chunk past batchBytes; a larger one gets a buffer of its own.
+    const scratch = Buffer.alloc(batchBytes + 2 * CHUNK_SIZE);
     for (;;) {
-      const batch = addon.sink_drain(sink, batchBytes, finishing ? 20 : 50, 10);
+      const batch = addon.sink_drain(sink, batchBytes, finishing ? 20 : 50, 10, scratch);
       if (!batchIsEmpty(batch)) {
         const r = writer.apply(batch);
         port.postMessage({ type: 'result', ...r } satisfies WriterMessage);

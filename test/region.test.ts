@@ -168,6 +168,28 @@ describe('snapshot and in-place rollback', () => {
     region.close();
   });
 
+  it('saves the same bytes with one saver thread or several, racing writes', async () => {
+    for (const saverThreads of [1, 4]) {
+      const store = Store.open(':memory:');
+      const region = Region.alloc(16 * MiB, { store, saverThreads });
+      const bytes = new Uint8Array(region.buffer);
+      fillPattern(bytes, 40 + saverThreads);
+      bytes.fill(0, 3 * MiB, 5 * MiB);  // zero chunks the savers' scan skips
+      const frozen = bytes.slice();
+      const s = region.snapshot();
+      for (let c = 255; c >= 0; c -= 3) bytes[c * 65536 + 17] ^= 0xff;
+      const info = await s.persisted;
+      // A full snapshot records no rows for its 32 zero chunks.
+      expect(info.chunks).toBe(256 - 32);
+      region.close();
+      const copy = Region.restore(store, { name: region.name, snapshot: s });
+      await copy.ready;
+      expectBytesEqual(new Uint8Array(copy.buffer), frozen);
+      copy.close();
+      store.close();
+    }
+  });
+
   it('fault-around of one page traps once per page', () => {
     const region = Region.alloc(MiB, { faultAround: 1, faultAroundMax: 1 });
     const bytes = new Uint8Array(region.buffer);
@@ -242,6 +264,8 @@ describe('bad input', () => {
     expectCode(() => Region.alloc(MiB, { faultaround: 4 } as never), 'INVALID_ARGUMENT');
     expectCode(() => Region.alloc(MiB, { faultAround: 3 }), 'INVALID_ARGUMENT');
     expectCode(() => Region.alloc(MiB, { faultAround: 1024 }), 'INVALID_ARGUMENT');
+    expectCode(() => Region.alloc(MiB, { saverThreads: 0 }), 'INVALID_ARGUMENT');
+    expectCode(() => Region.alloc(MiB, { saverThreads: 1.5 }), 'INVALID_ARGUMENT');
     expectCode(() => Region.alloc(MiB, { name: '' }), 'INVALID_ARGUMENT');
   });
 
