@@ -125,6 +125,9 @@ export interface Addon {
   sink_open(): number;
   /** `scratch`, when large enough, receives the batch's bytes (`chunks.data` is then a view of it). */
   sink_drain(sink: number, maxBytes: number, waitMs: number, lingerMs?: number, scratch?: Uint8Array): NativeBatch;
+  /** The writer committed these chunks: the sink drops its copies (unless pinned). */
+  sink_committed(sink: number, snap: Float64Array, chunk: Uint32Array): void;
+  sink_pin(sink: number, pinned: boolean): void;
   sink_release(sink: number, snap: number): void;
   sink_stats(sink: number): { heldBytes: number; inflight: number };
   sink_close(sink: number): void;

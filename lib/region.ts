@@ -372,29 +372,33 @@ export class Region {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} holds ${info.size} bytes; region "${this.name}" has only ${this._size}`);
     }
     checkChunkRanges(this.store, id, info.size);
-    const addon = native();
     if (this.source) this.waitUntilRestored();
     try {
-      const want = this._head === id ? new Set<number>() : this.store._changedBetween(this._head, id);
-      for (const c of addon.region_prepare_rollback(h)) want.add(c);
-      for (let round = 0; ; round++) {
-        const all = Uint32Array.from(want);
-        const uncached = addon.region_uncached(h, id, all);
-        const sources = this.store._sources(id, uncached);
-        if (uncached.length < all.length) {
-          const fromStore = new Set(uncached);
-          sources.cached = all.filter((c) => !fromStore.has(c));
-        }
-        const missing = addon.region_rollback(h, this.store.sink, sources, id, this._head === id);
-        if (missing.length === 0) break;
-        // Another thread wrote more chunks meanwhile: include them and try again.
-        if (round > 100) throw new SnapshotError('INTERNAL', 'restore kept racing concurrent writers');
-        for (const c of missing) want.add(c);
-      }
+      this.store._withSinkPinned(() => this.rollbackTo(h, id));
     } catch (err) {
       throw fromNative(err, `restore of snapshot ${id} into region "${this.name}" failed`);
     }
     this._head = id;
+  }
+
+  private rollbackTo(h: RegionHandle, id: number): void {
+    const addon = native();
+    const want = this._head === id ? new Set<number>() : this.store._changedBetween(this._head, id);
+    for (const c of addon.region_prepare_rollback(h)) want.add(c);
+    for (let round = 0; ; round++) {
+      const all = Uint32Array.from(want);
+      const uncached = addon.region_uncached(h, id, all);
+      const sources = this.store._sources(id, uncached);
+      if (uncached.length < all.length) {
+        const fromStore = new Set(uncached);
+        sources.cached = all.filter((c) => !fromStore.has(c));
+      }
+      const missing = addon.region_rollback(h, this.store.sink, sources, id, this._head === id);
+      if (missing.length === 0) return;
+      // Another thread wrote more chunks meanwhile: include them and try again.
+      if (round > 100) throw new SnapshotError('INTERNAL', 'restore kept racing concurrent writers');
+      for (const c of missing) want.add(c);
+    }
   }
 
   /** Blocks until a lazy restore has every data chunk in memory (rolling back needs it). */

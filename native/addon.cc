@@ -472,6 +472,28 @@ Napi::Value SinkOpen(const Napi::CallbackInfo& info) {
   });
 }
 
+// sink_committed(sink, snap: Float64Array, chunk: Uint32Array): the batch's chunks are in the store.
+Napi::Value SinkCommitted(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<Sink> sink = FindSink(env, info[0]);
+    Napi::Float64Array snap = info[1].As<Napi::Float64Array>();
+    Napi::Uint32Array chunk = info[2].As<Napi::Uint32Array>();
+    if (snap.ElementLength() != chunk.ElementLength()) throw NativeError(env, "INVALID", "snap and chunk differ in length");
+    sink->Committed(snap.Data(), chunk.Data(), chunk.ElementLength());
+    return env.Undefined();
+  });
+}
+
+// sink_pin(sink, pinned): while pinned, committed chunks stay in memory.
+Napi::Value SinkPin(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<Sink> sink = FindSink(env, info[0]);
+    if (info[1].ToBoolean()) sink->Pin();
+    else sink->Unpin();
+    return env.Undefined();
+  });
+}
+
 Napi::Value SinkDrain(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     std::shared_ptr<Sink> sink = FindSink(env, info[0]);
@@ -648,6 +670,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("source_stats", Napi::Function::New(env, SourceStatsFn, "source_stats"));
   exports.Set("sink_open", Napi::Function::New(env, SinkOpen, "sink_open"));
   exports.Set("sink_drain", Napi::Function::New(env, SinkDrain, "sink_drain"));
+  exports.Set("sink_committed", Napi::Function::New(env, SinkCommitted, "sink_committed"));
+  exports.Set("sink_pin", Napi::Function::New(env, SinkPin, "sink_pin"));
   exports.Set("sink_release", Napi::Function::New(env, SinkRelease, "sink_release"));
   exports.Set("sink_stats", Napi::Function::New(env, SinkStatsFn, "sink_stats"));
   exports.Set("sink_close", Napi::Function::New(env, SinkClose, "sink_close"));

@@ -133,6 +133,36 @@ Sink::Batch Sink::Drain(size_t maxBytes, int waitMs, int lingerMs) {
   return batch;
 }
 
+void Sink::DropLocked(uint64_t snap, uint32_t chunk) {
+  auto it = snaps_.find(snap);
+  if (it == snaps_.end()) return;
+  auto b = it->second.blobs.find(chunk);
+  if (b == it->second.blobs.end()) return;
+  Hold(b->second, -1);
+  it->second.blobs.erase(b);
+}
+
+void Sink::Committed(const double* snaps, const uint32_t* chunks, size_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < n; i++) {
+    const uint64_t snap = static_cast<uint64_t>(snaps[i]);
+    if (pins_) committedWhilePinned_.emplace_back(snap, chunks[i]);
+    else DropLocked(snap, chunks[i]);
+  }
+}
+
+void Sink::Pin() {
+  std::lock_guard<std::mutex> lock(mu_);
+  pins_++;
+}
+
+void Sink::Unpin() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pins_ == 0 || --pins_ > 0) return;
+  for (const auto& [snap, chunk] : committedWhilePinned_) DropLocked(snap, chunk);
+  committedWhilePinned_.clear();
+}
+
 void Sink::Release(uint64_t snap) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = snaps_.find(snap);

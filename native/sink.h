@@ -11,8 +11,9 @@
 #include "codec.h"
 
 // The hand-off between capture (fault handler, saver) and the store writer, one per store.
-// Holds every chunk of a snapshot until the writer reports it durable, so an in-place
-// rollback can read snapshots that are not yet persisted. Never blocks a producer.
+// Holds each chunk of a snapshot until the writer has committed it, so an in-place rollback
+// can read snapshots that are not yet persisted (committed chunks it reads from the store).
+// Never blocks a producer.
 class Sink {
  public:
   struct Begin {
@@ -57,6 +58,12 @@ class Sink {
   // transactions); returns begins, up to ~maxBytes of chunks, and the ends of snapshots whose
   // every chunk is in this or an earlier batch (in id order).
   Batch Drain(size_t maxBytes, int waitMs, int lingerMs = 0);
+  // The writer committed these chunks: they are readable from the store, drop the copies.
+  void Committed(const double* snaps, const uint32_t* chunks, size_t n);
+  // While pinned, Committed drops nothing: a rollback that found a chunk not yet in the store
+  // can still read it here.
+  void Pin();
+  void Unpin();
   // The writer made `snap` durable (or dropped it): forget it.
   void Release(uint64_t snap);
   void Close();
@@ -82,6 +89,7 @@ class Sink {
   bool HasWorkLocked() const;
   bool EndReadyLocked() const;
   void Hold(const BlobPtr& blob, int sign);
+  void DropLocked(uint64_t snap, uint32_t chunk);
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -89,5 +97,7 @@ class Sink {
   std::deque<Chunk> ready_;
   uint64_t heldBytes_ = 0;
   uint64_t readyBytes_ = 0;
+  uint32_t pins_ = 0;
+  std::vector<std::pair<uint64_t, uint32_t>> committedWhilePinned_;
   bool closed_ = false;
 };

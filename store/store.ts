@@ -843,13 +843,23 @@ export class Store {
     for (let i = 0; i < n; i++) {
       const s = owner.get(wanted[i]!);
       if (s === undefined) continue;  // never stored along the chain: zero
+      let blobId: number;
       if (this.inflight.has(s)) {
-        src.sinkSnap[i] = s;
-        continue;
+        // The writer has committed part of it: those chunks are read from here, the rest
+        // from the sink (the caller pins it, so none it still holds is dropped meanwhile).
+        const row = this.committedChunk(s, wanted[i]!);
+        if (!row) {
+          src.sinkSnap[i] = s;
+          continue;
+        }
+        blobId = row.blob;
+        src.hash[i] = row.hash;
+      } else {
+        const rows = this.rows(s);
+        const at = lowerBound(rows.chunks, wanted[i]!);
+        blobId = rows.blob[at]!;
+        src.hash[i] = rows.hash[at]!;  // what the row says the data must hash to: a wrong blob fails the check
       }
-      const rows = this.rows(s);
-      const at = lowerBound(rows.chunks, wanted[i]!);
-      const blobId = rows.blob[at]!;
       if (blobId === 0) continue;  // a zero chunk
       const b = blobOf.get(blobId) as { codec: bigint; raw_len: bigint; data: Buffer } | undefined;
       if (!b) {
@@ -857,10 +867,33 @@ export class Store {
       }
       src.codec[i] = Number(b.codec);
       src.rawLen[i] = Number(b.raw_len);
-      src.hash[i] = rows.hash[at]!;  // what the row says the data must hash to: a wrong blob fails the check
       src.data[i] = b.data;
     }
     return src;
+  }
+
+  /** A committed chunk row of a snapshot still being written (blob 0: a zero chunk), checked. */
+  private committedChunk(id: number, chunk: number): { blob: number; hash: bigint } | undefined {
+    const row = this.db
+      .prepare('SELECT blob_id, hash, tag FROM chunks WHERE snapshot_id = ? AND chunk = ?')
+      .safeIntegers(true)
+      .get(id, chunk) as { blob_id: bigint | null; hash: bigint | null; tag: bigint | null } | undefined;
+    if (!row) return undefined;
+    if (row.tag !== chunkTag(id, chunk, row.hash) || (row.blob_id === null) !== (row.hash === null) || (row.blob_id !== null && row.blob_id <= 0n)) {
+      throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${chunk}: the row was altered (its tag does not match)`, { hint: CORRUPT_HINT });
+    }
+    return { blob: row.blob_id === null ? 0 : Number(row.blob_id), hash: row.hash ?? 0n };
+  }
+
+  /** @internal Runs `fn` with the sink pinned: chunks it holds now stay until `fn` returns. */
+  _withSinkPinned<T>(fn: () => T): T {
+    const addon = native();
+    addon.sink_pin(this.sink, true);
+    try {
+      return fn();
+    } finally {
+      addon.sink_pin(this.sink, false);
+    }
   }
 
   /** @internal The chunk rows snapshot `id` itself stores (blob null: a zero chunk). */
@@ -957,7 +990,7 @@ export class Store {
 
   private pumpWriter(): void {
     if (this.memory) {
-      if (!this.mainWriter) this.mainWriter = new StoreWriter(this.db);
+      if (!this.mainWriter) this.mainWriter = new StoreWriter(this.db, this.sink);
       if (!this.pumping) {
         this.pumping = true;
         setImmediate(() => this.pumpMain());

@@ -38,8 +38,9 @@ async function main(): Promise<void> {
   try {
     db = new Database(path);
     pragmas(db, false);
+    db.pragma('cache_size = -8192');  // it mostly appends: a small cache keeps its memory low
     if (maxPageCount !== undefined) db.pragma(`max_page_count = ${maxPageCount}`);
-    const writer = new StoreWriter(db);
+    const writer = new StoreWriter(db, sink);
     let sinceCheckpoint = 0;
     const checkpoint = () => {
       sinceCheckpoint = 0;

@@ -1,7 +1,7 @@
 // Applies what the capture sink hands over to the database: one transaction per batch, and a
 // snapshot is marked complete only in the transaction that commits its last chunk.
 import type { Database, Statement } from 'better-sqlite3';
-import type { NativeBatch } from '../lib/native';
+import { native, type NativeBatch } from '../lib/native';
 import { CODEC } from './schema';
 import { chunkTag, snapshotTag } from './tags';
 
@@ -36,7 +36,11 @@ export class StoreWriter {
   // main connection (delete, gc) in between can never fail it with SQLITE_BUSY_SNAPSHOT.
   private readonly applyTx: { immediate(batch: NativeBatch): WriteResult };
 
-  constructor(db: Database) {
+  /** `sink`: told which chunks each transaction committed, so it can drop its copies. */
+  constructor(
+    db: Database,
+    private readonly sink: number,
+  ) {
     this.insertSnapshot = db.prepare(
       `INSERT OR REPLACE INTO snapshots (id, region_id, parent_id, label, created_at, region_size, full, complete, tag)
        VALUES (@id, @regionId, @parent, @label, @createdAt, @regionSize, @full, 0, @tag)`,
@@ -59,7 +63,9 @@ export class StoreWriter {
   }
 
   apply(batch: NativeBatch): WriteResult {
-    return this.applyTx.immediate(batch);
+    const result = this.applyTx.immediate(batch);
+    native().sink_committed(this.sink, batch.chunks.snap, batch.chunks.chunk);
+    return result;
   }
 
   private applyInTransaction(batch: NativeBatch): WriteResult {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Region, Store } from '../lib/index';
+import { native } from '../lib/native';
 import { expectBytesEqual, expectCode, fillPattern } from './helpers';
 
 const MiB = 1 << 20;
@@ -188,6 +189,33 @@ describe('snapshot and in-place rollback', () => {
       copy.close();
       store.close();
     }
+  });
+
+  it('rolls back to a snapshot the writer has committed only part of: committed chunks from the store, the rest from memory', async () => {
+    // A memory store commits on the main thread, one small batch per turn of the event loop,
+    // so the test can stop it part-way.
+    const store = Store.open(':memory:', { batchBytes: 64 * 1024 });
+    const region = Region.alloc(4 * MiB, { store });
+    const bytes = new Uint8Array(region.buffer);
+    fillPattern(bytes, 77);
+    const frozen = bytes.slice();
+    const s = region.snapshot();
+    while (region.stats().pendingChunks > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    const addon = native();
+    const heldAll = addon.sink_stats(store.sink).heldBytes;
+    const db = (store as unknown as { db: { prepare(sql: string): { pluck(): { get(id: number): number } } } }).db;
+    const committed = () => db.prepare('SELECT count(*) FROM chunks WHERE snapshot_id = ?').pluck().get(s.id);
+    while (committed() === 0) await new Promise((r) => setTimeout(r, 0));
+    const part = committed();
+    expect(part).toBeLessThan(64);
+    // The committed chunks' copies are gone from memory.
+    expect(addon.sink_stats(store.sink).heldBytes).toBeLessThan(heldAll);
+    bytes.fill(0xee);
+    region.restore(s);
+    expectBytesEqual(bytes, frozen);
+    expect((await s.persisted).chunks).toBe(64);
+    region.close();
+    store.close();
   });
 
   it('fault-around of one page traps once per page', () => {
