@@ -305,11 +305,11 @@ void Region::CaptureLocked(uint32_t c) {
 }
 
 void Region::FlushLocked() {
-  // From the start, not from `next`: the chunk the saver is encoding right now is still
-  // pending, and capturing it here is what tells the saver to drop its copy.
-  for (const Inflight& f : inflight_)
-    for (uint32_t c : f.chunks)
-      if (pendingSnap_[c] == f.snap) CaptureLocked(c);
+  // Every pending chunk, not only those still queued in inflight_: the chunks savers are
+  // encoding right now are pending too (their Inflight may already be gone), and capturing
+  // them here is what tells those savers to drop their copies.
+  for (uint32_t c = 0; c < nChunks_; c++)
+    if (pendingSnap_[c]) CaptureLocked(c);
   inflight_.clear();
   if (!rawQueue_.empty()) saverCv_.notify_all();
 }

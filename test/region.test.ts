@@ -337,7 +337,9 @@ describe('races', () => {
   it('a restore racing the saver never lets a snapshot store overwritten bytes', async () => {
     // Found by the undo example: the chunk the saver was encoding was skipped by the flush
     // before a rollback, so the rollback's bytes ended up in the snapshot.
-    const r = Region.alloc(16 * MiB);
+    // Four savers: a chunk one of them is encoding when another retires its queue entry must
+    // still be captured before the rollback (lost once with two savers under load).
+    const r = Region.alloc(16 * MiB, { saverThreads: 4 });
     const b = new Uint8Array(r.buffer);
     b.fill(0xaa);
     const base = r.snapshot();
@@ -346,6 +348,8 @@ describe('races', () => {
       b.fill(i);
       const s = r.snapshot();
       snaps.push({ id: s.id, v: i, persisted: s.persisted });
+      // Restore as the savers reach the end of the snapshot, when the last chunks are in their hands.
+      while (r.stats().pendingChunks > 1 + (i % 4));
       r.restore(base);
     }
     await Promise.all(snaps.map((x) => x.persisted));
