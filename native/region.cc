@@ -603,7 +603,8 @@ bool Region::ResetToHead(uint64_t target) {
   pages.ForEachRun([&](size_t b, size_t e) {
     for (size_t p = b; p < e; p++) {
       const std::vector<uint8_t>& chunk = cache_.find(p / kPagesPerChunk)->second;
-      std::memcpy(base_ + p * kPageSize, chunk.data() + (p % kPagesPerChunk) * kPageSize, kPageSize);
+      if (chunk.empty()) std::memset(base_ + p * kPageSize, 0, kPageSize);
+      else std::memcpy(base_ + p * kPageSize, chunk.data() + (p % kPagesPerChunk) * kPageSize, kPageSize);
     }
     if (!pauseMode_) uffd_->WriteProtect(base_ + b * kPageSize, (e - b) * kPageSize, true);
     n += e - b;
@@ -636,6 +637,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
   MergeZeroServedLocked();
   if (target != cacheSnap_) {
     cache_.clear();
+    cacheBytes_ = 0;
     cacheSnap_ = target;
   }
   std::vector<ChunkSource> sources = input;
@@ -644,7 +646,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
     if (it == cache_.end()) throw std::invalid_argument("chunk is not in the rollback cache");
     ChunkSource s;
     s.chunk = c;
-    s.codec = Codec::kRaw;
+    s.codec = it->second.empty() ? Codec::kZero : Codec::kRaw;
     s.rawLen = kChunkSize;
     s.bytes = it->second.data();
     s.len = it->second.size();
@@ -698,8 +700,11 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
         if (s.rawLen != kChunkSize) throw CorruptError("chunk is not 64 KiB");
         if (s.fromCache && pages.size()) {
           const size_t p0 = size_t{s.chunk} * kPagesPerChunk;
-          for (size_t p = 0; p < kPagesPerChunk; p++)
-            if (pages.Test(p0 + p)) std::memcpy(dst + p * kPageSize, s.bytes + p * kPageSize, kPageSize);
+          for (size_t p = 0; p < kPagesPerChunk; p++) {
+            if (!pages.Test(p0 + p)) continue;
+            if (s.len) std::memcpy(dst + p * kPageSize, s.bytes + p * kPageSize, kPageSize);
+            else std::memset(dst + p * kPageSize, 0, kPageSize);
+          }
           continue;
         }
         if (source_ && !source_->IsPresent(s.chunk)) {
@@ -709,10 +714,15 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
           if (source_->FillForRollback(s.chunk, s.codec == Codec::kZero ? nullptr : scratch.data())) continue;
         }
         // Reading an untouched page maps the shared zero page: no memory is spent on zeros.
-        if (s.codec == Codec::kZero && IsZero(dst, kChunkSize)) continue;
-        Decode(s.codec, s.rawLen, s.bytes, s.len, dst);
-        if (s.codec != Codec::kZero && cache_.size() * kChunkSize < kRollbackCacheBudget && !cache_.count(s.chunk))
+        if (s.codec != Codec::kZero || !IsZero(dst, kChunkSize)) Decode(s.codec, s.rawLen, s.bytes, s.len, dst);
+        // Cached for the next reset to this target; a zero chunk as an empty entry.
+        if (s.fromCache || cache_.count(s.chunk)) continue;
+        if (s.codec == Codec::kZero) {
+          cache_.emplace(s.chunk, std::vector<uint8_t>());
+        } else if (cacheBytes_ < kRollbackCacheBudget) {
           cache_.emplace(s.chunk, std::vector<uint8_t>(dst, dst + kChunkSize));
+          cacheBytes_ += kChunkSize;
+        }
       }
     } catch (...) {
       if (tracking_) uffd_->WriteProtect(runBase, runLen, true);

@@ -213,7 +213,8 @@ class Region {
   // (a fuzzer) copies them instead of reading and decoding the store every time.
   static constexpr size_t kRollbackCacheBudget = 64u << 20;
   uint64_t cacheSnap_ = 0;
-  std::unordered_map<uint32_t, std::vector<uint8_t>> cache_;
+  std::unordered_map<uint32_t, std::vector<uint8_t>> cache_;  // an empty entry: a zero chunk
+  size_t cacheBytes_ = 0;
   bool kernelWritesTrap_ = true;
   bool moved_ = false;           // mremap moved (part of) the memory: tracking is lost
   // REMOVE races: the kernel discards pages right after the handler reads the event, so a
