@@ -22,6 +22,7 @@ const EXPECTED: Record<string, string[]> = {
   pause_incremental_1pct_pause_mode: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
   write_overhead_per_page_pause_mode: ['fork', 'mprotect_sigsegv', 'wp_async_scan'],
   rollback_resets_per_s_pause_mode: ['fork_reset', 'memcpy'],
+  pause_full_huge_pages: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
 };
 
 function finiteNumbers(x: unknown, where: string): void {

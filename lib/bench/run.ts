@@ -66,7 +66,15 @@ function plan(mode: BenchMode, size?: number): Plan {
 }
 
 function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
-  const t = (scenario: ScenarioName, size: number, pauseMode = false): ScenarioTask => ({ scenario, size, runs: p.runs, tmpDir, quick: p.quick, pauseMode });
+  const t = (scenario: ScenarioName, size: number, pauseMode = false, hugePages = false): ScenarioTask => ({
+    scenario,
+    size,
+    runs: p.runs,
+    tmpDir,
+    quick: p.quick,
+    pauseMode,
+    hugePages,
+  });
   const out: ScenarioTask[] = [];
   for (const s of p.pauseSizes) out.push(t('pause', s), t('pause_baselines', s));
   out.push(
@@ -84,6 +92,7 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     t('pause', p.pauseSizes[p.pauseSizes.length - 1]!, true),
     t('write_overhead', p.size, true),
     t('rollback', p.rollbackSize, true),
+    t('pause', p.pauseSizes[p.pauseSizes.length - 1]!, false, true),
   );
   return out;
 }
@@ -175,7 +184,7 @@ function merge(rows: SampleRow[]): BenchResult[] {
   }
   const out: BenchResult[] = [];
   for (const e of byKey.values()) {
-    if (e.ours.length === 0 && /_pause_mode$/.test(e.metric)) continue;  // twin baselines at sizes pause mode was not run at
+    if (e.ours.length === 0 && /_pause_mode$|_huge_pages$/.test(e.metric)) continue;  // twin baselines at sizes the variant was not run at
     const ours = figure(e.ours);
     const baselines: BenchBaseline[] = [...e.baselines].map(([name, xs]) => {
       const f = figure(xs);
@@ -340,13 +349,20 @@ const PAUSE_LABEL: Partial<Record<MetricId, string>> = {
   pause_incremental_100pct: '100% written',
 };
 
+/** Variant rows drawn as another series of ours in a panel. */
+const VARIANT: Partial<Record<MetricId, { of: MetricId; series: string }>> = {
+  pause_incremental_1pct_pause_mode: { of: 'pause_incremental_1pct', series: 'ours, pause mode' },
+  pause_full_huge_pages: { of: 'pause_full', series: 'ours, huge pages' },
+};
+
 /** The vega-lite spec of the pause chart: median pause vs region size, one panel per dirty fraction. */
 export function pauseChartSpec(report: BenchReport): object {
   const values: { panel: string; order: number; sizeMiB: number; series: string; ms: number }[] = [];
   for (const r of report.results) {
-    if (r.metric === 'pause_incremental_1pct_pause_mode') {
-      const order = Object.keys(PAUSE_LABEL).indexOf('pause_incremental_1pct');
-      values.push({ panel: PAUSE_LABEL.pause_incremental_1pct!, order, sizeMiB: r.size / MiB, series: 'ours, pause mode', ms: r.ours.median });
+    const variant = VARIANT[r.metric];
+    if (variant) {
+      const order = Object.keys(PAUSE_LABEL).indexOf(variant.of);
+      values.push({ panel: PAUSE_LABEL[variant.of]!, order, sizeMiB: r.size / MiB, series: variant.series, ms: r.ours.median });
       continue;
     }
     const panel = PAUSE_LABEL[r.metric];

@@ -85,7 +85,7 @@ async function openFilled(task: ScenarioTask, size: number, seed: number): Promi
   const file = path.join(task.tmpDir, `s${process.pid}-${++fileSeq}.usnap`);
   const store = Store.open(file);
   await warmStore(store);
-  const region = Region.alloc(size, { store, name: 'heap', mode: task.pauseMode ? 'pause' : 'live' });
+  const region = Region.alloc(size, { store, name: 'heap', mode: task.pauseMode ? 'pause' : 'live', hugePages: task.hugePages === true });
   const u8 = new Uint8Array(region.buffer);
   base.fillRealistic(u8, seed);
   return { store, region, u8, file };
@@ -133,9 +133,13 @@ async function pause(task: ScenarioTask): Promise<SampleRow[]> {
     gc();
     let t0 = nowNs();
     let snap = o.region.snapshot();
-    if (!task.pauseMode) push(s, 'pause_full', msSince(t0));
+    if (!task.pauseMode) push(s, task.hugePages ? 'pause_full_huge_pages' : 'pause_full', msSince(t0));
     expect(snap.chunks === task.size / CHUNK, `full snapshot holds ${snap.chunks} chunks`);
     await snap.persisted;
+    if (task.hugePages) {
+      closeAll(o);
+      continue;
+    }
     for (const [metric, pct] of task.pauseMode ? INCREMENTAL.slice(0, 1) : INCREMENTAL) {
       const dirtied = dirtyChunks(o.u8, pct);
       gc();
@@ -354,6 +358,7 @@ function rows(size: number, byMetric: Map<MetricId, Map<BaselineName, number[]>>
 
 /** The pause-mode twins of a metric share its baselines. */
 const TWIN: Partial<Record<MetricId, MetricId>> = {
+  pause_full: 'pause_full_huge_pages',
   pause_incremental_1pct: 'pause_incremental_1pct_pause_mode',
   write_overhead_per_page: 'write_overhead_per_page_pause_mode',
   rollback_resets_per_s: 'rollback_resets_per_s_pause_mode',

@@ -52,6 +52,8 @@ export const METRICS = [
   'pause_incremental_1pct_pause_mode',
   'write_overhead_per_page_pause_mode',
   'rollback_resets_per_s_pause_mode',
+  // The first snapshot of a region allocated with hugePages: true (transparent huge pages).
+  'pause_full_huge_pages',
 ] as const;
 export type MetricId = (typeof METRICS)[number];
 
@@ -87,6 +89,7 @@ export const LOWER_IS_BETTER: Record<MetricId, boolean> = {
   pause_incremental_1pct_pause_mode: true,
   write_overhead_per_page_pause_mode: true,
   rollback_resets_per_s_pause_mode: false,
+  pause_full_huge_pages: true,
 };
 
 export const UNITS: Record<MetricId, string> = {
@@ -104,6 +107,7 @@ export const UNITS: Record<MetricId, string> = {
   pause_incremental_1pct_pause_mode: 'ms',
   write_overhead_per_page_pause_mode: 'us/page',
   rollback_resets_per_s_pause_mode: 'resets/s',
+  pause_full_huge_pages: 'ms',
 };
 
 /** What a scenario process is asked to do (argv[2] of scenario.js, as JSON). */
@@ -117,6 +121,8 @@ export interface ScenarioTask {
   quick: boolean;
   /** Regions created with mode: 'pause'; the metrics get the _pause_mode suffix. */
   pauseMode?: boolean;
+  /** Regions allocated with hugePages: true; only the full pause is measured (pause_full_huge_pages). */
+  hugePages?: boolean;
 }
 
 export type ScenarioName =
