@@ -105,6 +105,8 @@ export interface Addon {
   }): RegionHandle;
   region_source(h: RegionHandle): number;
   source_set_plan(source: number, hasData: Uint8Array): void;
+  /** The reader cannot go on: data chunks not yet in memory become corrupt (see PageSource::Fail). */
+  source_fail(source: number, why: string): void;
   source_stage(source: number, chunks: NativeChunkArrays): void;
   source_start_prefetch(source: number): void;
   source_next(source: number, max: number, waitMs: number): Uint32Array;

@@ -221,7 +221,9 @@ export class Region {
       });
     }
     const tuning = checkTuning(opts);
-    checkChunkRanges(store, id!, info.size);
+    // A file store's reader checks every row of the history itself, off this thread, and a
+    // damaged one rejects `ready` (touching what it would have served stops the process).
+    if (!store._lazyReaderChecksRows) checkChunkRanges(store, id!, info.size);
     if (store._hasUnpersistedHistory(id!)) {
       // Part of its history exists only in this process's memory: copy it in eagerly.
       const region = new Region({ size: info.size, store, name: opts.name, tuning });

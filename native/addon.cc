@@ -411,6 +411,13 @@ Napi::Value SourceSetPlan(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value SourceFail(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    FindSource(env, info[0])->Fail(info[1].As<Napi::String>().Utf8Value());
+    return env.Undefined();
+  });
+}
+
 Napi::Value SourceStage(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     std::shared_ptr<PageSource> src = FindSource(env, info[0]);
@@ -662,6 +669,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("region_close", Napi::Function::New(env, RegionClose, "region_close"));
   exports.Set("region_source", Napi::Function::New(env, RegionSource, "region_source"));
   exports.Set("source_set_plan", Napi::Function::New(env, SourceSetPlan, "source_set_plan"));
+  exports.Set("source_fail", Napi::Function::New(env, SourceFail, "source_fail"));
   exports.Set("source_stage", Napi::Function::New(env, SourceStage, "source_stage"));
   exports.Set("source_start_prefetch", Napi::Function::New(env, SourceStartPrefetch, "source_start_prefetch"));
   exports.Set("source_next", Napi::Function::New(env, SourceNext, "source_next"));

@@ -48,6 +48,30 @@ void PageSource::SetPlan(const std::vector<uint8_t>& hasData) {
   for (uint32_t c : zeroNow) ServeZero(c);
 }
 
+void PageSource::Fail(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return;
+  if (!planned_) {
+    planned_ = true;
+    std::fill(hasData_.begin(), hasData_.end(), 1);
+    dataChunks_ = nChunks_;
+  }
+  if (corrupt_.empty()) corrupt_ = why;
+  bool waiting = false;
+  uint32_t waitingChunk = 0;
+  for (uint32_t c = 0; c < nChunks_; c++) {
+    const State s = static_cast<State>(state_[c]);
+    if (!hasData_[c] || (s != kMissing && s != kWanted && s != kFetching)) continue;
+    state_[c] = kCorrupt;
+    corruptWhy_[c] = why;
+    dataDone_++;
+    if (faulted_[c] && !waiting) waiting = true, waitingChunk = c;
+  }
+  wanted_.clear();
+  if (waiting) DieCorrupt(waitingChunk);
+  cv_.notify_all();
+}
+
 void PageSource::Stage(uint32_t chunk, BlobPtr blob) {
   std::lock_guard<std::mutex> lock(mu_);
   if (staged_.empty()) staged_.resize(nChunks_);

@@ -26,6 +26,10 @@ class PageSource {
   // Which chunks hold data; until the plan is set every fault waits for the reader.
   void SetPlan(const std::vector<uint8_t>& hasData);
   void Stage(uint32_t chunk, BlobPtr blob);
+  // The reader cannot go on (the plan or a read failed): every data chunk not yet in memory is
+  // corrupt. A thread already waiting on one is stopped as for any corrupt chunk; the source
+  // becomes ready with `why` as its error.
+  void Fail(const std::string& why);
   // Materializes staged chunks on the filler thread.
   void StartPrefetch();
 

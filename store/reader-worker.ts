@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { native } from '../lib/native';
-import { BlobReader, buildPlan, type RestorePlan } from './restore-plan';
+import { BlobReader, StoreCorrupt, buildPlan, type RestorePlan } from './restore-plan';
 import { pragmas } from './schema';
 
 export interface ReaderJob {
@@ -54,7 +54,11 @@ async function main(): Promise<void> {
         }
       } catch (err) {
         jobs.delete(source);
-        port.postMessage({ type: 'failed', source, message: (err as Error).message } satisfies ReaderMessage);
+        // No thread may wait for a chunk that will never come: the chunks still missing fail.
+        const message = (err as Error).message;
+        addon.source_fail(source, message);
+        if (err instanceof StoreCorrupt) port.postMessage({ type: 'ready', source, corrupt: message } satisfies ReaderMessage);
+        else port.postMessage({ type: 'failed', source, message } satisfies ReaderMessage);
       }
     }
     await yieldToLoop();

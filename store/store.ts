@@ -910,6 +910,11 @@ export class Store {
     return r && { hash: r.hash, codec: Number(r.codec), rawLen: Number(r.raw_len), data: r.data };
   }
 
+  /** @internal Lazy restores plan (and check every chunk row) on the reader worker, not the caller's thread. */
+  get _lazyReaderChecksRows(): boolean {
+    return !this.memory;
+  }
+
   /** @internal Whether any snapshot in `id`'s history is still only in memory. */
   _hasUnpersistedHistory(id: number): boolean {
     return this.ancestors(id).some((a) => this.inflight.has(a));

@@ -160,6 +160,32 @@ describe('Region.restore (lazy, MISSING + UFFDIO_COPY)', () => {
     expect(r.signal).toBe('SIGABRT');
   });
 
+  it('a damaged chunk row (found by the reader, off the main thread) rejects ready, and a touch stops the process', async () => {
+    const file = `${tmpDir()}/badrow.usnap`;
+    const { ids } = await buildChain(file, 4 * MiB, 1);
+    const db = new Database(file);
+    db.prepare('UPDATE chunks SET chunk = 70 WHERE snapshot_id = ? AND chunk = 5').run(ids[0]);  // a moved chunk index
+    db.close();
+    const store = Store.open(file);
+    const region = Region.restore(store, { name: 'heap', snapshot: ids[0]! });
+    const e = await expectRejectCode(region.ready, 'STORE_CORRUPT');
+    expect(e.message).toMatch(/chunk 70 outside its 64-chunk region/);
+    region.close();
+    store.close();
+    // A thread that touched the region before the reader found the damage is not left waiting.
+    const r = runNode(`
+      const { Region, Store } = require(${JSON.stringify(dist)});
+      const store = Store.open(${JSON.stringify(file)}, { readonly: true });
+      const region = Region.restore(store, { name: 'heap', snapshot: ${ids[0]} });
+      const v = new Uint8Array(region.buffer)[9 * 65536];
+      console.log('read', v);
+    `);
+    expect(r.stdout).not.toMatch(/read/);
+    expect(r.stderr).toMatch(/STORE_CORRUPT/);
+    expect(r.stderr).toMatch(/outside its 64-chunk region/);
+    expect(r.signal).toBe('SIGABRT');
+  });
+
   it('returns before reading the pages', async () => {
     const file = `${tmpDir()}/big.usnap`;
     const store = Store.open(file);
