@@ -49,18 +49,27 @@ interface Plan {
   size: number;
   /** Size of the rollback scenario (256 MiB per issue 8, smaller in quick mode). */
   rollbackSize: number;
+  /** Sizes of the restore rows (full mode adds 1 GiB, the size issue 9 names). */
+  restoreSizes: number[];
 }
 
 function plan(mode: BenchMode, size?: number): Plan {
   const base: Plan =
     mode === 'quick'
-      ? { quick: true, runs: 3, pauseSizes: [16 * MiB, 64 * MiB], size: 32 * MiB, rollbackSize: 32 * MiB }
+      ? { quick: true, runs: 3, pauseSizes: [16 * MiB, 64 * MiB], size: 32 * MiB, rollbackSize: 32 * MiB, restoreSizes: [32 * MiB] }
       : mode === 'full'
-        ? { quick: false, runs: 7, pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB, 2048 * MiB], size: 256 * MiB, rollbackSize: 256 * MiB }
-        : { quick: false, runs: 5, pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB], size: 256 * MiB, rollbackSize: 256 * MiB };
+        ? {
+            quick: false,
+            runs: 7,
+            pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB, 2048 * MiB],
+            size: 256 * MiB,
+            rollbackSize: 256 * MiB,
+            restoreSizes: [256 * MiB, 1024 * MiB],
+          }
+        : { quick: false, runs: 5, pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB], size: 256 * MiB, rollbackSize: 256 * MiB, restoreSizes: [256 * MiB] };
   if (size !== undefined) {
     if (!Number.isSafeInteger(size) || size <= 0 || size % 65536 !== 0) throw new RangeError(`size must be a positive multiple of 64 KiB (got ${size})`);
-    return { ...base, pauseSizes: [size], size, rollbackSize: size };
+    return { ...base, pauseSizes: [size], size, rollbackSize: size, restoreSizes: [size] };
   }
   return base;
 }
@@ -82,8 +91,7 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     t('write_overhead_baselines', p.size),
     t('persist', p.size),
     t('persist_baselines', p.size),
-    t('restore', p.size),
-    t('restore_baselines', p.size),
+    ...p.restoreSizes.flatMap((s) => [t('restore', s), t('restore_baselines', s)]),
     t('rollback', p.rollbackSize),
     t('rollback_baselines', p.rollbackSize),
     t('peak_memory', p.size),
