@@ -56,7 +56,11 @@ async function main(): Promise<void> {
         jobs.delete(source);
         // No thread may wait for a chunk that will never come: the chunks still missing fail.
         const message = (err as Error).message;
-        addon.source_fail(source, message);
+        try {
+          addon.source_fail(source, message);
+        } catch {
+          // The region was closed meanwhile: nobody can be waiting on it.
+        }
         if (err instanceof StoreCorrupt) port.postMessage({ type: 'ready', source, corrupt: message } satisfies ReaderMessage);
         else port.postMessage({ type: 'failed', source, message } satisfies ReaderMessage);
       }

@@ -186,6 +186,22 @@ describe('Region.restore (lazy, MISSING + UFFDIO_COPY)', () => {
     expect(r.signal).toBe('SIGABRT');
   });
 
+  it('survives regions closed right after Region.restore (the reader finds their sources gone)', async () => {
+    const file = `${tmpDir()}/closed.usnap`;
+    const { ids } = await buildChain(file, 4 * MiB, 1);
+    const store = Store.open(file);
+    for (let i = 0; i < 40; i++) {
+      const r = Region.restore(store, { name: 'heap', snapshot: ids[0]! });
+      r.close();
+      if (i % 8 === 0) await new Promise((res) => setTimeout(res, 2));
+    }
+    const r = Region.restore(store, { name: 'heap', snapshot: ids[0]! });
+    await r.ready;
+    expect(r.size).toBe(4 * MiB);
+    r.close();
+    store.close();
+  });
+
   it('returns before reading the pages', async () => {
     const file = `${tmpDir()}/big.usnap`;
     const store = Store.open(file);
