@@ -254,6 +254,7 @@ export class Store {
   private closed = false;
   private nextId = 1;
   private readonly inflight = new Map<number, Inflight>();
+  private chunkRowOf: Database.Statement | undefined;
   private readonly regions = new Map<string, RegionLink>();
   private readonly rowCache = new Map<number, ChunkRows>();
   private fatal: SnapshotError | undefined;
@@ -782,9 +783,7 @@ export class Store {
       if (typeof chunk !== 'bigint' || chunk < 0n || chunk > 0xffffffffn) {
         throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} has an invalid chunk index ${String(chunk)}`, { hint: CORRUPT_HINT });
       }
-      if (tag !== chunkTag(id, chunk, hash) || (blob === null) !== (hash === null) || (blob !== null && blob <= 0n)) {
-        throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${chunk}: the row was altered (its tag does not match)`, { hint: CORRUPT_HINT });
-      }
+      checkChunkRow(id, chunk, blob, hash, tag);
       r.chunks[i] = Number(chunk);
       r.blob[i] = blob === null ? 0 : Number(blob);
       r.hash[i] = hash ?? 0n;
@@ -874,14 +873,10 @@ export class Store {
 
   /** A committed chunk row of a snapshot still being written (blob 0: a zero chunk), checked. */
   private committedChunk(id: number, chunk: number): { blob: number; hash: bigint } | undefined {
-    const row = this.db
-      .prepare('SELECT blob_id, hash, tag FROM chunks WHERE snapshot_id = ? AND chunk = ?')
-      .safeIntegers(true)
-      .get(id, chunk) as { blob_id: bigint | null; hash: bigint | null; tag: bigint | null } | undefined;
+    this.chunkRowOf ??= this.db.prepare('SELECT blob_id, hash, tag FROM chunks WHERE snapshot_id = ? AND chunk = ?').safeIntegers(true);
+    const row = this.chunkRowOf.get(id, chunk) as { blob_id: bigint | null; hash: bigint | null; tag: bigint | null } | undefined;
     if (!row) return undefined;
-    if (row.tag !== chunkTag(id, chunk, row.hash) || (row.blob_id === null) !== (row.hash === null) || (row.blob_id !== null && row.blob_id <= 0n)) {
-      throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${chunk}: the row was altered (its tag does not match)`, { hint: CORRUPT_HINT });
-    }
+    checkChunkRow(id, chunk, row.blob_id, row.hash, row.tag);
     return { blob: row.blob_id === null ? 0 : Number(row.blob_id), hash: row.hash ?? 0n };
   }
 
@@ -1122,6 +1117,13 @@ export class Store {
     const pageCount = this.db.pragma('page_count', { simple: true }) as number;
     const pageSize = this.db.pragma('page_size', { simple: true }) as number;
     return { snapshots: s.snapshots, blobs: s.blobs, storedBytes: s.bytes, fileBytes: pageCount * pageSize, heldInMemory: native().sink_stats(this.sink).heldBytes };
+  }
+}
+
+/** Throws STORE_CORRUPT unless chunk row (snapshot, chunk) carries the tag its fields imply. */
+function checkChunkRow(id: number, chunk: bigint | number, blob: bigint | null, hash: bigint | null, tag: bigint | null): void {
+  if (tag !== chunkTag(id, chunk, hash) || (blob === null) !== (hash === null) || (blob !== null && blob <= 0n)) {
+    throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${chunk}: the row was altered (its tag does not match)`, { hint: CORRUPT_HINT });
   }
 }
 
