@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { rng } from './workload';
 
 const root = (() => {
   let d = __dirname;
@@ -32,14 +33,6 @@ export interface Outcome {
   verdict: 'ok' | 'wrong' | 'crash' | 'documented-abort';
   detail: string;
   results: Record<string, string>;
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
 }
 
 /** A real store: region "f" (1 MiB), a full snapshot and two incremental ones; expected images. */

@@ -6,20 +6,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Region, SnapshotError, Store } from '../lib/index';
 import { forEachChunkAt } from '../store/image';
+import { rng } from './workload';
 
 export interface SoakResult {
   seed: number;
   ops: number;
   mismatches: string[];
   counts: Record<string, number>;
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
 }
 
 function firstDiff(a: Uint8Array, b: Uint8Array): number {

@@ -2,6 +2,15 @@
 // step k of run `seed` can be rebuilt from (seed, k) alone, so a checker needs no copy of it.
 export const CHUNK = 65536;
 
+/** A seeded xorshift generator of numbers in [0, 1). */
+export function rng(seed: number): () => number {
+  let x = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
 function mix(a: number, b: number, c: number): number {
   let h = (Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x632be5ab, 0xc2b2ae35) ^ Math.imul(c + 0x27d4eb2f, 0x165667b1)) >>> 0;
   h ^= h >>> 15;

@@ -42,6 +42,18 @@ function checkMonotonic(prev: number[] | undefined, cur: number[], what: string)
   for (let i = 0; i < cur.length; i++) if (cur[i]! < prev[i]!) throw new Error(`${what}: slot ${i} went back from round ${prev[i]} to ${cur[i]}`);
 }
 
+/** Every snapshot point-in-time and no slot going back; the last one byte-exact. */
+async function checkHistory(store: Store, snaps: Snapshot[], last: Snapshot, final: Uint8Array): Promise<void> {
+  await Promise.all([...snaps, last].map((s) => s.persisted));
+  let prev: number[] | undefined;
+  for (const s of snaps) {
+    const firsts = checkSlots(snapshotImage(store, s.id), 0, 16 * MiB, `snapshot ${s.id}`);
+    checkMonotonic(prev, firsts, `snapshot ${s.id}`);
+    prev = firsts;
+  }
+  expectBytesEqual(snapshotImage(store, last.id), final, 'final snapshot');
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('concurrent writers', () => {
@@ -60,14 +72,7 @@ describe('concurrent writers', () => {
     expect(Math.min(...rounds)).toBeGreaterThan(5);
     const last = region.snapshot();
     const final = bytes.slice();
-    await Promise.all([...snaps, last].map((s) => s.persisted));
-    let prev: number[] | undefined;
-    for (const s of snaps) {
-      const firsts = checkSlots(snapshotImage(store, s.id), 0, 16 * MiB, `snapshot ${s.id}`);
-      checkMonotonic(prev, firsts, `snapshot ${s.id}`);
-      prev = firsts;
-    }
-    expectBytesEqual(snapshotImage(store, last.id), final, 'final snapshot');
+    await checkHistory(store, snaps, last, final);
     const st = region.stats();
     expect(st.faults).toBeGreaterThan(0);
     region.close();
@@ -111,14 +116,7 @@ describe('concurrent writers', () => {
     await Promise.all(workers.map((wk) => wk.terminate()));
     const last = region.snapshot();
     const final = new Uint8Array(memory.buffer).slice();
-    await Promise.all([...snaps, last].map((s) => s.persisted));
-    let prev: number[] | undefined;
-    for (const s of snaps) {
-      const firsts = checkSlots(snapshotImage(store, s.id), 0, 16 * MiB, `snapshot ${s.id}`);
-      checkMonotonic(prev, firsts, `snapshot ${s.id}`);
-      prev = firsts;
-    }
-    expectBytesEqual(snapshotImage(store, last.id), final, 'final snapshot');
+    await checkHistory(store, snaps, last, final);
     region.close();
     store.close();
   });
