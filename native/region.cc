@@ -685,6 +685,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
   std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->chunk < b->chunk; });
   // Rewrite each run of consecutive chunks with its protection lifted (without waking
   // writers blocked there: they resume after us and their write lands on the restored page).
+  size_t pagesWritten = 0;
   size_t i = 0;
   while (i < order.size()) {
     size_t j = i + 1;
@@ -698,10 +699,12 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
         const ChunkSource& s = *order[k];
         uint8_t* dst = ChunkAddr(s.chunk);
         if (s.rawLen != kChunkSize) throw CorruptError("chunk is not 64 KiB");
+        if (!(s.fromCache && pages.size())) pagesWritten += kPagesPerChunk;
         if (s.fromCache && pages.size()) {
           const size_t p0 = size_t{s.chunk} * kPagesPerChunk;
           for (size_t p = 0; p < kPagesPerChunk; p++) {
             if (!pages.Test(p0 + p)) continue;
+            pagesWritten++;
             if (s.len) std::memcpy(dst + p * kPageSize, s.bytes + p * kPageSize, kPageSize);
             else std::memset(dst + p * kPageSize, 0, kPageSize);
           }
@@ -745,7 +748,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
   baselineBroken_ = false;
   stats_.rollbacks++;
   stats_.chunksRolledBack += sources.size();
-  stats_.pagesRolledBack += sources.size() * kPagesPerChunk;
+  stats_.pagesRolledBack += pagesWritten;
   return {};
 }
 

@@ -98,10 +98,19 @@ export function countFds(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
-/** Mappings of at least `minBytes`: with 1 MiB, a leaked region or thread stack shows, V8's 256 KiB heap pages do not. */
+/**
+ * Mappings of at least `minBytes`: with 1 MiB, a leaked region or thread stack shows, V8's 256 KiB
+ * heap pages do not. glibc's malloc arenas are left out: each is a 64 MiB-aligned reservation
+ * (its used part rw-p, the rest ---p), created as threads come and go, up to 8 per core.
+ */
 export function countMaps(minBytes = 0): number {
+  const arena = 64n << 20n;
   return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => {
-    const m = /^([0-9a-f]+)-([0-9a-f]+)/.exec(l);
-    return m && parseInt(m[2]!, 16) - parseInt(m[1]!, 16) >= minBytes;
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+)/.exec(l);
+    if (!m) return false;
+    const start = BigInt(`0x${m[1]}`), end = BigInt(`0x${m[2]}`);
+    if (m[3] === '---p' && end % arena === 0n) return false;
+    if (m[3] === 'rw-p' && start % arena === 0n && l.trimEnd().endsWith(' 0')) return false;
+    return end - start >= BigInt(minBytes);
   }).length;
 }
