@@ -88,6 +88,9 @@ describe('bench baselines', () => {
     positive(r.pauseNs, r.writeNs, r.writeNsPerPage);
     expect(r.faults).toBe(PAGES);
     expect(sigCaught()).toBe(before);
+    const pauseOnly = b.mprotectSigsegvWriteOverhead(SIZE, false);
+    positive(pauseOnly.pauseNs);
+    expect([pauseOnly.faults, pauseOnly.writeNs]).toEqual([0, 0]);
   });
 
   it('wpAsyncScan finds exactly the pages written', () => {

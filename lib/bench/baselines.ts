@@ -138,7 +138,7 @@ interface BenchAddon {
   forkPause(size: number): ForkPauseResult;
   forkWriteOverhead(size: number): ForkWriteResult;
   forkPeakExtra(size: number, childWork: ForkChildWork): ForkPeakResult;
-  mprotectSigsegvWriteOverhead(size: number): MprotectResult;
+  mprotectSigsegvWriteOverhead(size: number, writes: boolean): MprotectResult;
   wpAsyncScan(size: number, dirtyFraction: number): WpAsyncScanResult;
   wpIoctlRaw(size: number, percent: number, hugePages: boolean): WpIoctlResult;
   lz4Raw(size: number): Lz4Result;
@@ -208,10 +208,13 @@ export function forkPeakExtra(sizeBytes: number, childWork: ForkChildWork = 'lz4
   return bench().forkPeakExtra(sizeBytes, childWork);
 }
 
-/** mprotect(PROT_READ) + a SIGSEGV handler that unprotects each page on its first write. */
-export function mprotectSigsegvWriteOverhead(sizeBytes: number): MprotectResult {
+/**
+ * mprotect(PROT_READ) + a SIGSEGV handler that unprotects each page on its first write.
+ * With `writes` false only the mprotect is timed (writeNs and faults are 0).
+ */
+export function mprotectSigsegvWriteOverhead(sizeBytes: number, writes = true): MprotectResult {
   checkSize(sizeBytes);
-  return bench().mprotectSigsegvWriteOverhead(sizeBytes);
+  return bench().mprotectSigsegvWriteOverhead(sizeBytes, writes);
 }
 
 /**

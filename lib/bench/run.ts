@@ -144,7 +144,9 @@ function runScenario(entry: string, task: ScenarioTask): Promise<SampleRow[]> {
     child.on('message', (m) => {
       msg = m as ScenarioMessage;
     });
+    let timedOut = false;
     const timer = setTimeout(() => {
+      timedOut = true;
       child.kill('SIGKILL');
     }, SCENARIO_TIMEOUT_MS);
     child.on('error', (err) => {
@@ -154,7 +156,9 @@ function runScenario(entry: string, task: ScenarioTask): Promise<SampleRow[]> {
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       if (msg?.ok) return resolve(msg.rows);
-      const why = msg && !msg.ok ? msg.error : signal ? `killed by ${signal}` : `exited with code ${code}`;
+      const why = msg && !msg.ok ? msg.error
+        : timedOut ? `timed out after ${SCENARIO_TIMEOUT_MS / 60_000} min (a machine where page faults are slow needs a smaller --size)`
+          : signal ? `killed by ${signal}` : `exited with code ${code}`;
       reject(new Error(`bench scenario ${task.scenario} (size ${task.size}) failed: ${why}\n${output.trim()}`));
     });
   });

@@ -430,7 +430,7 @@ function pauseBaselines(task: ScenarioTask): SampleRow[] {
       for (const m of all) b.add(m, 'fork', v);
     },
     mprotect: () => {
-      const v = ms(base.mprotectSigsegvWriteOverhead(size).pauseNs);  // mprotect(PROT_READ) of the region
+      const v = ms(base.mprotectSigsegvWriteOverhead(size, false).pauseNs);  // mprotect(PROT_READ) of the region
       for (const m of all) b.add(m, 'mprotect_sigsegv', v);
     },
     wpIoctl: () => {

@@ -86,7 +86,7 @@ Napi::Value ForkPeakExtra(const Napi::CallbackInfo& info) {
 
 Napi::Value MprotectSigsegv(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
-    auto r = bench::MprotectSigsegvWriteOverhead(SizeArg(info, 0));
+    auto r = bench::MprotectSigsegvWriteOverhead(SizeArg(info, 0), info.Length() < 2 || info[1].ToBoolean());
     Napi::Object o = Napi::Object::New(env);
     o.Set("pauseNs", N(env, r.pauseNs));
     o.Set("writeNs", N(env, r.writeNs));

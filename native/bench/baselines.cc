@@ -309,7 +309,7 @@ struct SegvGuard {
 
 }  // namespace
 
-MprotectResult MprotectSigsegvWriteOverhead(size_t size) {
+MprotectResult MprotectSigsegvWriteOverhead(size_t size, bool writes) {
   CheckSize(size);
   static std::mutex mu;  // the handler's state is process-wide: one measurement at a time
   std::lock_guard<std::mutex> lock(mu);
@@ -320,6 +320,7 @@ MprotectResult MprotectSigsegvWriteOverhead(size_t size) {
   const uint64_t t0 = NowNs();
   if (mprotect(region.data(), size, PROT_READ) != 0) throw BenchError("mprotect", errno);
   r.pauseNs = NowNs() - t0;
+  if (!writes) return r;
   const uint64_t t1 = NowNs();
   TouchEveryPage(region.data(), region.pages());
   r.writeNs = NowNs() - t1;

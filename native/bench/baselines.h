@@ -48,7 +48,7 @@ struct MprotectResult {
   uint64_t faults;         // handler invocations on the region (== pages)
   uint64_t pages;
 };
-MprotectResult MprotectSigsegvWriteOverhead(size_t size);
+MprotectResult MprotectSigsegvWriteOverhead(size_t size, bool writes);  // !writes: the pause alone
 
 struct WpAsyncResult {
   uint64_t pauseNs;         // scan + re-protect (one PAGEMAP_SCAN with WP_MATCHING) + copy of found pages
