@@ -192,7 +192,7 @@ std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
   if (!swap) {
     // After protecting, a page can be populated only through our handler, which captures
     // it first: the saver can scan for populated pages at leisure.
-    uffd_->WriteProtect(base_, size_, true);
+    ProtectRangeLocked(0, nPages_);
     chunks.resize(nChunks_);
     for (uint32_t c = 0; c < nChunks_; c++) chunks[c] = c;
     *scanLater = true;
@@ -203,7 +203,7 @@ std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
   // a page populated in between is present afterwards.
   Bitmap populated(nChunks_);
   bool ok = !tracking_ && ScanPopulated(base_, size_, kPageIsPresent | kPageIsSwapped, &populated);
-  uffd_->WriteProtect(base_, size_, true);
+  ProtectRangeLocked(0, nPages_);
   ok = ok && ScanPopulated(base_, size_, kPageIsPresent, &populated);
   if (!ok) populated.SetAll();
   populated.ForEachRun([&](size_t b, size_t e) {
@@ -211,6 +211,26 @@ std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
   });
   *scanLater = false;
   return chunks;
+}
+
+void Region::ProtectRangeLocked(size_t firstPage, size_t endPage) {
+  const uint64_t t0 = NowNs();
+  uffd_->WriteProtect(base_ + firstPage * kPageSize, (endPage - firstPage) * kPageSize, true);
+  protectCost_.Observe(endPage - firstPage, NowNs() - t0);
+}
+
+void Region::ProtectPagesLocked(const Bitmap& pages) {
+  size_t first = 0, end = 0;
+  pages.ForEachRun([&](size_t b, size_t e) {
+    if (end > first && b - end <= protectCost_.MergeGapPages()) {
+      end = e;
+      return;
+    }
+    if (end > first) ProtectRangeLocked(first, end);
+    first = b;
+    end = e;
+  });
+  if (end > first) ProtectRangeLocked(first, end);
 }
 
 SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
@@ -231,9 +251,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
       baselineBroken_ = false;
       r.full = true;
     } else {
-      written_.ForEachRun([&](size_t b, size_t e) {
-        uffd_->WriteProtect(base_ + b * kPageSize, (e - b) * kPageSize, true);
-      });
+      ProtectPagesLocked(written_);
       r.chunks = WrittenChunksLocked();
     }
     if (!pauseMode_) {
@@ -606,9 +624,9 @@ bool Region::ResetToHead(uint64_t target) {
       if (chunk.empty()) std::memset(base_ + p * kPageSize, 0, kPageSize);
       else std::memcpy(base_ + p * kPageSize, chunk.data() + (p % kPagesPerChunk) * kPageSize, kPageSize);
     }
-    if (!pauseMode_) uffd_->WriteProtect(base_ + b * kPageSize, (e - b) * kPageSize, true);
     n += e - b;
   });
+  if (!pauseMode_) ProtectPagesLocked(pages);
   if (pauseMode_) {
     Bitmap ignored(nChunks_);
     ScanWritten(base_, size_, true, &ignored);

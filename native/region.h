@@ -13,6 +13,7 @@
 #include "bitmap.h"
 #include "codec.h"
 #include "page_source.h"
+#include "protect_cost.h"
 #include "sink.h"
 #include "uffd.h"
 
@@ -166,6 +167,9 @@ class Region {
   // configured), else every chunk, leaving the scan to the saver (*scanLater = true).
   std::vector<uint32_t> ProtectAll(bool* scanLater);
   std::vector<uint32_t> WrittenChunksLocked() const;
+  // Write-protects the marked pages, near runs merged into one ioctl (see ProtectCost).
+  void ProtectPagesLocked(const Bitmap& pages);
+  void ProtectRangeLocked(size_t firstPage, size_t endPage);
   // Chunks changed since the head: the written bitmap, or in pause mode the kernel's record.
   std::vector<uint32_t> ChangedChunksLocked();
   void SnapshotPausedLocked(uint64_t snapId, std::string meta, SnapshotResult* r);
@@ -198,6 +202,7 @@ class Region {
   uint32_t regionKey_ = 0;
   std::shared_ptr<Sink> sink_;
   std::unique_ptr<Userfaultfd> uffd_;
+  ProtectCost protectCost_;
 
   std::mutex mu_;
   std::condition_variable saverCv_;
