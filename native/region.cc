@@ -626,10 +626,11 @@ bool Region::ResetToHead(uint64_t target) {
     }
     n += e - b;
   });
-  if (!pauseMode_) ProtectPagesLocked(pages);
   if (pauseMode_) {
     Bitmap ignored(nChunks_);
     ScanWritten(base_, size_, true, &ignored);
+  } else {
+    ProtectPagesLocked(pages);
   }
   written_.ClearAll();
   stats_.rollbacks++;
@@ -717,7 +718,6 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
         const ChunkSource& s = *order[k];
         uint8_t* dst = ChunkAddr(s.chunk);
         if (s.rawLen != kChunkSize) throw CorruptError("chunk is not 64 KiB");
-        if (!(s.fromCache && pages.size())) pagesWritten += kPagesPerChunk;
         if (s.fromCache && pages.size()) {
           const size_t p0 = size_t{s.chunk} * kPagesPerChunk;
           for (size_t p = 0; p < kPagesPerChunk; p++) {
@@ -728,6 +728,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
           }
           continue;
         }
+        pagesWritten += kPagesPerChunk;
         if (source_ && !source_->IsPresent(s.chunk)) {
           // Never materialized: fill it with the target contents directly.
           thread_local std::vector<uint8_t> scratch(kChunkSize);
