@@ -5,5 +5,5 @@ export { Store } from '../store/store';
 export type { StoreOptions, SnapshotInfo, VerifyResult, VerifyProblem, GcResult } from '../store/store';
 export { probe } from './probe';
 export type { ProbeResult } from './probe';
-export { SnapshotError } from './errors';
-export type { SnapshotErrorCode } from './errors';
+export { SnapshotError } from '../core/errors';
+export type { SnapshotErrorCode } from '../core/errors';

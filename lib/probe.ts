@@ -1,4 +1,4 @@
-import { native } from './native';
+import { native } from '../core/native';
 
 export interface ProbeResult {
   /** Whether regions can be created in this process. */

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { SnapshotError, fromNative, invalidArgument } from './errors';
-import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from './native';
+import { SnapshotError, fromNative, invalidArgument } from '../core/errors';
+import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from '../core/native';
 import { Snapshot } from './snapshot';
 import { Store } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { Region, Store } from '../lib/index';
-import { packageRoot } from '../lib/native';
+import { packageRoot } from '../core/native';
 import { imageAt } from './workload';
 
 export interface CrashConfig {

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Region, Store } from '../lib/index';
-import { CHUNK_SIZE, native } from '../lib/native';
+import { CHUNK_SIZE, native } from '../core/native';
 import { pragmas } from '../store/schema';
 
 const MiB = 1 << 20;

@@ -1,8 +1,8 @@
 // Reading a snapshot's full region image straight from the store, without userfaultfd:
 // which blob each chunk resolves to at a snapshot, the decoded chunks in order, and the
 // chunks whose contents differ between two snapshots. Used by the CLI (restore -o, diff).
-import { SnapshotError, fromNative } from '../lib/errors';
-import { CHUNK_SIZE, native } from '../lib/native';
+import { SnapshotError, fromNative } from '../core/errors';
+import { CHUNK_SIZE, native } from '../core/native';
 import type { Store } from './store';
 
 /** Where every chunk of a region comes from at one snapshot. */

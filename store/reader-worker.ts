@@ -3,7 +3,7 @@
 import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { workerData, type MessagePort } from 'node:worker_threads';
-import { native } from '../lib/native';
+import { native } from '../core/native';
 import { BlobReader, StoreCorrupt, buildPlan, type RestorePlan } from './restore-plan';
 import { pragmas } from './schema';
 

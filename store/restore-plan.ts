@@ -2,7 +2,7 @@
 // in which blob, and the blobs themselves. Runs on the main thread (in-memory stores) or in
 // the reader worker (file stores), each with its own connection.
 import type { Database, Statement } from 'better-sqlite3';
-import type { NativeChunkArrays } from '../lib/native';
+import type { NativeChunkArrays } from '../core/native';
 import { chunkTag, snapshotTag } from './tags';
 
 export interface RestorePlan {

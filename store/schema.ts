@@ -1,6 +1,6 @@
 // The store's on-disk format. Bump SCHEMA_VERSION and append a migration for every change.
 import type { Database } from 'better-sqlite3';
-import { SnapshotError } from '../lib/errors';
+import { SnapshotError } from '../core/errors';
 import { chunkTag, snapshotTag } from './tags';
 
 export const FORMAT = 'uffd-snapshot';

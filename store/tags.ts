@@ -2,7 +2,7 @@
 // chunk index, snapshot id, parent or blob reference then reads as damage instead of as a
 // different, valid-looking store. (Blob contents carry their own checksum; a chunk row also
 // names the checksum its blob must have, so a row pointing at the wrong blob is caught too.)
-import { native } from '../lib/native';
+import { native } from '../core/native';
 
 const buf = Buffer.alloc(48);
 

@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { workerData, type MessagePort } from 'node:worker_threads';
-import { CHUNK_SIZE, native } from '../lib/native';
+import { CHUNK_SIZE, native } from '../core/native';
 import { pragmas } from './schema';
 import { StoreWriter, batchIsEmpty } from './writer';
 

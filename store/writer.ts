@@ -1,7 +1,7 @@
 // Applies what the capture sink hands over to the database: one transaction per batch, and a
 // snapshot is marked complete only in the transaction that commits its last chunk.
 import type { Database, Statement } from 'better-sqlite3';
-import { native, type NativeBatch } from '../lib/native';
+import { native, type NativeBatch } from '../core/native';
 import { CODEC } from './schema';
 import { chunkTag, snapshotTag } from './tags';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Region, Store } from '../lib/index';
-import { native } from '../lib/native';
+import { native } from '../core/native';
 import { expectBytesEqual, expectCode, fillPattern } from './helpers';
 
 const MiB = 1 << 20;

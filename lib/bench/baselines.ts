@@ -11,7 +11,7 @@
 // The addon is build/Release/usnap_bench.node (binding.gyp target `usnap_bench`).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { packageRoot } from '../native';
+import { packageRoot } from '../../core/native';
 
 export const PAGE_SIZE = 4096;
 export const CHUNK_SIZE = 64 * 1024;

@@ -3,8 +3,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SnapshotError } from '../errors';
-import { packageRoot } from '../native';
+import { SnapshotError } from '../../core/errors';
+import { packageRoot } from '../../core/native';
 import { CliError, EXIT_FAIL, EXIT_OK, EXIT_USAGE, examples } from './util';
 import { registerProbe } from './commands/probe';
 import { registerList } from './commands/list';

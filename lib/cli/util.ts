@@ -4,7 +4,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import * as fs from 'node:fs';
 import Table from 'cli-table3';
 import pc from 'picocolors';
-import { SnapshotError } from '../errors';
+import { SnapshotError } from '../../core/errors';
 import { Store } from '../../store/store';
 
 export const EXIT_OK = 0;

@@ -1,7 +1,7 @@
 // usnap diff <store> <a> <b>: the 64 KiB chunks whose contents differ between two snapshots,
 // and a map of the region showing where.
 import type { Command } from 'commander';
-import { CHUNK_SIZE } from '../../native';
+import { CHUNK_SIZE } from '../../../core/native';
 import { chunkRanges, diffChunks, type ChangeKind, type DiffResult } from '../../../store/image';
 import { act, type Ctx, examples, formatBytes, parseCount, parseSnapshotId, print, printJson, table, withStore } from '../util';
 

@@ -1,6 +1,6 @@
 // usnap info <store> <snap>: one snapshot in detail.
 import type { Command } from 'commander';
-import { CHUNK_SIZE } from '../../native';
+import { CHUNK_SIZE } from '../../../core/native';
 import { chunkMap } from '../../../store/image';
 import { snapshotJson } from '../shape';
 import { act, examples, formatBytes, formatRatio, formatTime, keyValues, parseSnapshotId, print, printJson, withStore } from '../util';

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CHUNK_SIZE } from '../../native';
+import { CHUNK_SIZE } from '../../../core/native';
 import { forEachChunkAt } from '../../../store/image';
 import type { Store } from '../../../store/store';
 import { progressBar } from '../progress';
