@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { SnapshotError, fromNative, invalidArgument } from '../core/errors';
 import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from '../core/native';
 import { Snapshot } from './snapshot';
-import { Store } from '../store/store';
+import { Store, type PageSource } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';
 
 export interface RegionOptions {
@@ -214,32 +214,32 @@ export class Region {
     checkOptions(opts, ['name', 'snapshot', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
     checkName(opts.name);
     const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
-    const info = store._snapshotRegion(checkSnapshotId(id));
-    if (info.name !== opts.name) {
-      throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} is of region "${info.name}", not "${opts.name}"`, {
-        hint: `Pass name: "${info.name}".`,
+    return Region.fromPageSource(store._pageSource(checkSnapshotId(id)), opts);
+  }
+
+  /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
+  private static fromPageSource(src: PageSource, opts: RestoreOptions): Region {
+    if (src.region !== opts.name) {
+      throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${opts.name}"`, {
+        hint: `Pass name: "${src.region}".`,
       });
     }
     const tuning = checkTuning(opts);
-    // A file store's reader checks every row of the history itself, off this thread, and a
-    // damaged one rejects `ready` (touching what it would have served stops the process).
-    if (!store._lazyReaderChecksRows) checkChunkRanges(store, id!, info.size);
-    if (store._hasUnpersistedHistory(id!)) {
-      // Part of its history exists only in this process's memory: copy it in eagerly.
-      const region = new Region({ size: info.size, store, name: opts.name, tuning });
+    if (!src.fill) {
+      // Nothing to serve lazily: copy it in eagerly.
+      const region = new Region({ size: src.size, store: src.store, name: opts.name, tuning });
       try {
-        region.restore(id!);
+        region.restore(src.head);
       } catch (err) {
         region.close();
         throw err;
       }
       return region;
     }
-    const label = `store ${store.path}, region "${opts.name}", snapshot ${id}`;
-    const region = new Region({ size: info.size, store, name: opts.name, tuning, restoreLabel: label });
-    region._head = id!;
+    const region = new Region({ size: src.size, store: src.store, name: opts.name, tuning, restoreLabel: src.label });
+    region._head = src.head;
     region.source = native().region_source(region.handle!);
-    region._ready = store._fillLazily(region.source, id!, info.size / CHUNK_SIZE, label);
+    region._ready = src.fill(region.source);
     region._ready.then(() => (region.source = 0), () => {});
     return region;
   }
@@ -373,7 +373,7 @@ export class Region {
     if (info.size > this._size) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} holds ${info.size} bytes; region "${this.name}" has only ${this._size}`);
     }
-    checkChunkRanges(this.store, id, info.size);
+    this.store._checkChunkRanges(id, info.size);
     if (this.source) this.waitUntilRestored();
     try {
       this.store._withSinkPinned(() => this.rollbackTo(h, id));
@@ -485,23 +485,6 @@ export class Region {
     } finally {
       this.store._detachRegion(this.name);
       if (this.ownsStore) this.store.close();
-    }
-  }
-}
-
-/**
- * A chunk row outside its region (a damaged store) would leave the chunk it belonged to to an
- * older snapshot or to zero: wrong bytes. Refuse such a history before touching memory.
- */
-function checkChunkRanges(store: Store, id: number, size: number): void {
-  const n = Math.ceil(size / CHUNK_SIZE);
-  for (const a of store.ancestors(id)) {
-    for (const c of store.chunkSet(a)) {
-      if (c >= n) {
-        throw new SnapshotError('STORE_CORRUPT', `snapshot ${a} (in the history of ${id}) has chunk ${c} outside its ${n}-chunk region`, {
-          hint: 'The store is damaged; run `usnap verify <store>` to see which snapshots are affected.',
-        });
-      }
     }
   }
 }

@@ -1,0 +1,180 @@
+// Opening a store file: checks before SQLite touches it, the error mapping for better-sqlite3,
+// the one-writer lock, and the clean-up of what a crash left half-written.
+import type Database from 'better-sqlite3';
+import * as fs from 'node:fs';
+import { SnapshotError } from '../core/errors';
+
+const openWriters = new Set<string>();
+
+/** True when the file starts with the SQLite header (a damaged database rather than a foreign file). */
+function hasSqliteHeader(file: string): boolean {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const b = Buffer.alloc(16);
+      return fs.readSync(fd, b, 0, 16, 0) === 16 && b.toString('latin1') === 'SQLite format 3\0';
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses a database file shorter than its own header says, before SQLite (or we) write to it.
+ * Only when no WAL is pending: a crash mid-checkpoint may leave the file short, and the WAL
+ * replay fixes that.
+ */
+export function checkTruncation(file: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return;  // missing or unreadable: the open reports it
+  }
+  try {
+    const h = Buffer.alloc(100);
+    const n = fs.readSync(fd, h, 0, 100, 0);
+    if (n < 16 || h.toString('latin1', 0, 16) !== 'SQLite format 3\0') return;
+    const size = fs.fstatSync(fd).size;
+    if (n < 100) {
+      throw new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${size} bytes, shorter than a SQLite header`, { hint: 'Restore the file from a backup.' });
+    }
+    let walBytes = 0;
+    try {
+      walBytes = fs.statSync(`${file}-wal`).size;
+    } catch {
+      // no WAL
+    }
+    const raw = h.readUInt16BE(16);
+    const pageSize = raw === 1 ? 65536 : raw;
+    const pages = h.readUInt32BE(28);
+    const valid = h.readUInt32BE(24) === h.readUInt32BE(92) && pages > 0;
+    if (walBytes === 0 && valid && size < pages * pageSize) {
+      throw new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${size} bytes, but its header records ${pages} pages of ${pageSize} bytes`, {
+        hint: 'Restore the file from a backup; the missing tail cannot be recovered.',
+      });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Maps a better-sqlite3 error (its `code` is the extended SQLite result code) to a SnapshotError. */
+export function sqliteError(err: unknown, file: string): SnapshotError {
+  if (err instanceof SnapshotError) return err;
+  const e = err as { code?: string; message?: string };
+  const msg = `${file}: ${e.message ?? String(err)}`;
+  const code = e.code ?? '';
+  if (code === 'SQLITE_FULL') {
+    return new SnapshotError('IO', `${file}: the store is full (SQLITE_FULL): ${e.message}`, {
+      hint: 'Free disk space (or raise maxBytes), then take a new snapshot; everything committed before is intact.',
+      cause: err,
+    });
+  }
+  if (code.startsWith('SQLITE_IOERR_SHORT_READ')) {
+    return new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${e.message}`, {
+      hint: 'Restore the file from a backup; `usnap verify` lists what is still readable.',
+      cause: err,
+    });
+  }
+  if (code.startsWith('SQLITE_IOERR')) {
+    return new SnapshotError('IO', `${file}: I/O error (${code}): ${e.message}`, { hint: 'Check the disk and free space.', cause: err });
+  }
+  switch (code) {
+    case 'SQLITE_NOTADB':
+      if (file !== ':memory:' && hasSqliteHeader(file)) {
+        return new SnapshotError('STORE_CORRUPT', `${file} is a damaged or truncated SQLite database: ${e.message}`, {
+          hint: 'Restore the file from a backup.',
+          cause: err,
+        });
+      }
+      return new SnapshotError('NOT_A_STORE', `${file} is not a uffd-snapshot store (not a SQLite database)`, {
+        hint: 'Pass the path of a store created by Store.open(), or a new path to create one.',
+        cause: err,
+      });
+    case 'SQLITE_CORRUPT':
+    case 'SQLITE_CORRUPT_INDEX':
+    case 'SQLITE_CORRUPT_SEQUENCE':
+    case 'SQLITE_CORRUPT_VTAB':
+      return new SnapshotError('STORE_CORRUPT', `${file} is damaged or truncated: ${e.message}`, {
+        hint: 'Restore the file from a backup; `usnap verify` lists what is still readable.',
+        cause: err,
+      });
+    case 'SQLITE_BUSY':
+    case 'SQLITE_BUSY_SNAPSHOT':
+    case 'SQLITE_BUSY_RECOVERY':
+    case 'SQLITE_LOCKED':
+      return new SnapshotError('STORE_LOCKED', msg, { hint: 'Another connection holds the store; retry when it is done.', cause: err });
+    case 'SQLITE_READONLY':
+    case 'SQLITE_READONLY_DIRECTORY':
+    case 'SQLITE_READONLY_CANTINIT':
+      return new SnapshotError('STORE_READONLY', msg, { hint: 'Open the store without { readonly: true }, and check file permissions.', cause: err });
+    case 'SQLITE_CANTOPEN':
+    case 'SQLITE_PERM':
+      return new SnapshotError('IO', `cannot open ${file}: ${e.message}`, { hint: 'Check that the directory exists and is writable.', cause: err });
+    default:
+      return new SnapshotError('IO', msg, { cause: err });
+  }
+}
+
+/**
+ * Takes the store's writer lock for this process (`key`: the file's real path) or throws
+ * STORE_LOCKED; `token` names this opening in the lock row.
+ */
+export function takeWriterLock(db: Database.Database, file: string, key: string, token: string): void {
+  if (openWriters.has(key)) {
+    throw new SnapshotError('STORE_LOCKED', `${file} is already open for writing in this process`, {
+      hint: 'Share one Store object, or open the second one with { readonly: true }.',
+    });
+  }
+  db.transaction(() => {
+    const row = db.prepare('SELECT pid, token FROM writer WHERE id = 1').get() as { pid: number; token: string } | undefined;
+    if (row && row.pid !== process.pid && processAlive(row.pid)) {
+      throw new SnapshotError('STORE_LOCKED', `${file} is open for writing by process ${row.pid}`, {
+        hint: `Close the store in process ${row.pid} first, or open it with { readonly: true }.`,
+      });
+    }
+    db.prepare('INSERT OR REPLACE INTO writer (id, pid, token, since) VALUES (1, ?, ?, ?)').run(process.pid, token, Date.now());
+  }).immediate();
+  openWriters.add(key);
+}
+
+export function releaseWriterLock(db: Database.Database, key: string | undefined, token: string): void {
+  if (!key || !openWriters.has(key)) return;
+  openWriters.delete(key);
+  try {
+    db.prepare('DELETE FROM writer WHERE id = 1 AND token = ?').run(token);
+  } catch {
+    // The lock row names our pid; a dead pid is taken over on the next open.
+  }
+}
+
+/** Drops what a crash left half-written: incomplete snapshots and the blobs only they used. */
+export function recover(db: Database.Database): void {
+  const stale = db.prepare('SELECT count(*) AS n FROM snapshots WHERE complete = 0').get() as { n: number };
+  if (stale.n === 0) return;
+  db.transaction(() => {
+    db.exec(`
+      DELETE FROM chunks WHERE snapshot_id IN (SELECT id FROM snapshots WHERE complete = 0);
+      DELETE FROM snapshots WHERE complete = 0;
+      DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.blob_id = blobs.id);
+    `);
+  }).immediate();
+}
+
+/** max_page_count for a byte limit, in the store's SQLite pages. */
+export function maxPages(db: Database.Database, maxBytes: number): number {
+  return Math.max(1, Math.floor(maxBytes / (db.pragma('page_size', { simple: true }) as number)));
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+

@@ -1,0 +1,181 @@
+// The writer's lifecycle: the snapshots this process took and has yet to persist, the writer
+// that persists them (a worker thread with its own connection for files, the main thread for
+// ':memory:'), and settling each snapshot's `persisted` promise.
+import * as path from 'node:path';
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { SnapshotError } from '../core/errors';
+import { native, packageRoot } from '../core/native';
+import { rowToInfo, selectSnapshots, type SnapshotInfo, type SnapshotRow } from './catalog';
+import { maxPages, sqliteError } from './open';
+import type { StoreState } from './state';
+import { StoreWriter, batchIsEmpty, type SnapshotMeta, type WriteResult } from './writer';
+import type { WriterMessage } from './writer-worker';
+
+export class Persister {
+  private closed = false;
+  private fatal: SnapshotError | undefined;
+  private worker: Worker | undefined;
+  private port: MessagePort | undefined;
+  private workerDone: Int32Array | undefined;
+  private mainWriter: StoreWriter | undefined;
+  private pumping = false;
+
+  /** `nextId`: the id the next snapshot gets. */
+  constructor(
+    private readonly st: StoreState,
+    private nextId: number,
+    private readonly batchBytes: number,
+    private readonly checkpointBytes: number,
+    private readonly maxBytes: number | undefined,
+  ) {
+    // Started now rather than in the first snapshot()'s pause; idle, it keeps nothing alive.
+    if (!st.readonly && !st.memory) {
+      this.startWorker();
+      this.worker!.unref();
+    }
+  }
+
+  /** The id the next snapshot gets. */
+  allocateId(): number {
+    if (this.fatal) throw this.fatal;
+    return this.nextId++;
+  }
+
+  /** Tracks a snapshot whose chunks are on their way to the store. */
+  track(meta: SnapshotMeta, regionName: string, chunks: Uint32Array): Promise<SnapshotInfo> {
+    const p = new Promise<SnapshotInfo>((resolve, reject) => {
+      this.st.inflight.set(meta.id, { meta, regionName, chunks, resolve, reject });
+    });
+    p.catch(() => {});  // failures surface where `persisted` is awaited, not as unhandled rejections
+    this.pumpWriter();
+    return p;
+  }
+
+  private pumpWriter(): void {
+    if (this.st.memory) {
+      if (!this.mainWriter) this.mainWriter = new StoreWriter(this.st.db, this.st.sink);
+      if (!this.pumping) {
+        this.pumping = true;
+        setImmediate(() => this.pumpMain());
+      }
+      return;
+    }
+    if (!this.worker) this.startWorker();
+    this.worker!.ref();
+  }
+
+  private pumpMain(): void {
+    if (this.closed) return;
+    let wrote = false;
+    try {
+      const batch = native().sink_drain(this.st.sink, this.batchBytes, 0);
+      if (!batchIsEmpty(batch)) {
+        this.deliver(this.mainWriter!.apply(batch));
+        wrote = true;
+      }
+    } catch (err) {
+      this.failAll(sqliteError(err, this.st.path));
+    }
+    if (this.st.inflight.size > 0) setTimeout(() => this.pumpMain(), wrote ? 0 : 1);
+    else this.pumping = false;
+  }
+
+  private startWorker(): void {
+    const { port1, port2 } = new MessageChannel();
+    this.workerDone = new Int32Array(new SharedArrayBuffer(4));
+    this.port = port1;
+    this.worker = new Worker(path.join(packageRoot, 'dist', 'store', 'writer-worker.js'), {
+      workerData: {
+        path: this.st.path,
+        sink: this.st.sink,
+        port: port2,
+        done: this.workerDone,
+        batchBytes: this.batchBytes,
+        checkpointBytes: this.checkpointBytes,
+        maxPageCount: this.maxBytes === undefined ? undefined : maxPages(this.st.db, this.maxBytes),
+      },
+      transferList: [port2],
+    });
+    port1.on('message', (m: WriterMessage) => this.onWriterMessage(m));
+    port1.unref();
+    this.worker.on('error', (err) => this.failAll(new SnapshotError('INTERNAL', `store writer crashed: ${err.message}`, { cause: err })));
+    const worker = this.worker;
+    // Ended early without an error (never by design before close): never leave `persisted` waiting.
+    this.worker.on('exit', (code) => {
+      if (this.worker !== worker || this.closed) return;
+      // Its last words (a fatal error, results) may still be queued behind the exit event.
+      for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) this.onWriterMessage(m.message as WriterMessage);
+      this.worker = undefined;
+      if (this.st.inflight.size > 0) this.failAll(new SnapshotError('INTERNAL', `store writer exited (code ${code}) with snapshots still to save`));
+    });
+  }
+
+  private onWriterMessage(m: WriterMessage): void {
+    if (m.type === 'fatal') {
+      const cause = Object.assign(new Error(m.message), { code: m.code });
+      const e = sqliteError(cause, this.st.path);
+      this.failAll(new SnapshotError(e.code, `store writer failed: ${e.message}`, { hint: e.hint ?? 'Check free disk space and the store file.', cause }));
+    }
+    else this.deliver(m);
+    if (this.st.inflight.size === 0) this.worker?.unref();
+  }
+
+  private deliver(r: Pick<WriteResult, 'persisted' | 'failed'>): void {
+    const addon = native();
+    for (const id of r.persisted) {
+      const f = this.st.inflight.get(id);
+      addon.sink_release(this.st.sink, id);
+      this.st.inflight.delete(id);
+      if (!f) continue;
+      const row = selectSnapshots(this.st, 'WHERE s.id = ?').get(id) as SnapshotRow | undefined;
+      if (row) f.resolve(rowToInfo(row));
+      else f.reject(new SnapshotError('INTERNAL', `snapshot ${id} was committed but cannot be read back`));
+    }
+    for (const { id, error } of r.failed) {
+      const f = this.st.inflight.get(id);
+      addon.sink_release(this.st.sink, id);
+      this.st.inflight.delete(id);
+      f?.reject(new SnapshotError('SNAPSHOT_FAILED', `snapshot ${id} could not be saved: ${error}`, {
+        hint: 'The next snapshot of the region saves all of it again.',
+      }));
+    }
+  }
+
+  private failAll(err: SnapshotError): void {
+    this.fatal = err;
+    for (const [id, f] of this.st.inflight) {
+      this.st.inflight.delete(id);
+      f.reject(err);
+    }
+  }
+
+  /** Waits until every snapshot taken so far is persisted (or failed), then stops the writer. */
+  finish(): void {
+    try {
+      this.finishWriter();
+    } finally {
+      this.closed = true;
+    }
+  }
+
+  private finishWriter(): void {
+    const addon = native();
+    if (this.st.memory) {
+      if (!this.mainWriter) return;
+      while (this.st.inflight.size > 0 && !this.fatal) {
+        const batch = addon.sink_drain(this.st.sink, this.batchBytes, 20);
+        if (!batchIsEmpty(batch)) this.deliver(this.mainWriter.apply(batch));
+      }
+      return;
+    }
+    if (!this.worker) return;
+    this.port!.postMessage('finish');
+    while (Atomics.wait(this.workerDone!, 0, 0, 60_000) === 'timed-out') {
+      process.emitWarning(`uffd-snapshot: still waiting for the store writer of ${this.st.path}`);
+    }
+    for (let m = receiveMessageOnPort(this.port!); m; m = receiveMessageOnPort(this.port!)) this.onWriterMessage(m.message as WriterMessage);
+    this.port!.close();
+    void this.worker.terminate();
+    this.worker = undefined;
+    if (this.st.inflight.size > 0) this.failAll(new SnapshotError('INTERNAL', 'store closed before every snapshot was saved'));
+  }}
