@@ -14,12 +14,13 @@ import type { Store } from './store';
 /**
  * One snapshot, ready to be restored into a new region. `Region.restore` maps `size` bytes,
  * registers them for missing-page faults (native page source `source`, from `region_source`)
- * and calls `fill(source)`: it returns at once. `fill` must serve faults without the JS thread
- * (stage chunks in native memory, or feed `source_supply` from a worker: `source_next` says
- * which chunks are wanted, faulted ones first), start a background prefetch of the rest, and
- * resolve when every chunk holding data is in memory; it rejects (STORE_CORRUPT, IO, CLOSED...)
- * otherwise, after `source_fail` so that a touch of a chunk that will never come stops the
- * process instead of hanging. The promise surfaces as `region.ready`.
+ * and calls `fill(source)`, which returns at once. `fill` sets the plan (`source_set_plan`:
+ * which chunks hold data; the rest are zero), serves faults without the JS thread (stage
+ * chunks in native memory, or feed `source_supply` from a worker: `source_next` names the
+ * wanted chunks, faulted ones first), prefetches the rest in the background, and resolves
+ * when every chunk holding data is in memory. Otherwise it rejects (STORE_CORRUPT, IO,
+ * CLOSED...), after `source_fail`, so that touching a chunk that will never come stops the
+ * process instead of hanging. The promise becomes `region.ready`.
  * Without `fill`, the region is created empty and rolled back in place to `head` in `store`
  * (a local store whose snapshot is still partly only in this process's memory).
  */
