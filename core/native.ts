@@ -114,7 +114,9 @@ export interface Addon {
   source_wait_ready(source: number, timeoutMs: number): boolean;
   source_stats(source: number): NativeSourceStats;
   region_buffer(h: RegionHandle): ArrayBuffer | undefined;
-  region_snapshot(h: RegionHandle, snapId: number, meta: string): NativeSnapshotResult;
+  /** `hold`: write faults on the region wait after its protect until region_release. */
+  region_snapshot(h: RegionHandle, snapId: number, meta: string, hold?: boolean): NativeSnapshotResult;
+  region_release(h: RegionHandle): void;
   region_prepare_rollback(h: RegionHandle): Uint32Array;
   region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources, target: number, onlyWritten?: boolean): Uint32Array;
   region_uncached(h: RegionHandle, target: number, chunks: Uint32Array): Uint32Array;

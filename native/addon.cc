@@ -232,12 +232,20 @@ Napi::Value RegionSnapshot(const Napi::CallbackInfo& info) {
     RegionHandle* h = GetRegion(env, info[0]);
     uint64_t snap = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     std::string meta = info[2].As<Napi::String>().Utf8Value();
-    SnapshotResult r = h->region->Snapshot(snap, std::move(meta));
+    const bool hold = info.Length() > 3 && info[3].ToBoolean().Value();
+    SnapshotResult r = h->region->Snapshot(snap, std::move(meta), hold);
     Napi::Object o = Napi::Object::New(env);
     o.Set("chunks", ToUint32Array(env, r.chunks));
     o.Set("full", r.full);
     o.Set("pauseNs", Napi::Number::New(env, static_cast<double>(r.pauseNs)));
     return o;
+  });
+}
+
+Napi::Value RegionRelease(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    GetRegion(env, info[0])->region->Release();
+    return env.Undefined();
   });
 }
 
@@ -658,6 +666,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("region_open", Napi::Function::New(env, RegionOpen, "region_open"));
   exports.Set("region_buffer", Napi::Function::New(env, RegionBuffer, "region_buffer"));
   exports.Set("region_snapshot", Napi::Function::New(env, RegionSnapshot, "region_snapshot"));
+  exports.Set("region_release", Napi::Function::New(env, RegionRelease, "region_release"));
   exports.Set("region_prepare_rollback", Napi::Function::New(env, RegionPrepareRollback, "region_prepare_rollback"));
   exports.Set("region_rollback", Napi::Function::New(env, RegionRollback, "region_rollback"));
   exports.Set("region_reset_to_head", Napi::Function::New(env, RegionResetToHead, "region_reset_to_head"));

@@ -233,7 +233,7 @@ void Region::ProtectPagesLocked(const Bitmap& pages) {
   if (end > first) ProtectRangeLocked(first, end);
 }
 
-SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
+SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
   const uint64_t t0 = NowNs();
   SnapshotResult r;
   {
@@ -261,6 +261,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta) {
       if (!saver_) saver_ = std::make_unique<Saver>(this, saverThreads_);
       if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0, scanLater, nullptr});
     }
+    held_ = hold;
     r.pauseNs = NowNs() - t0;
     stats_.snapshots++;
     stats_.lastPauseNs = r.pauseNs;
@@ -332,11 +333,22 @@ void Region::FlushLocked() {
   if (!rawQueue_.empty()) saverCv_.notify_all();
 }
 
+void Region::Release() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = false;
+  }
+  holdCv_.notify_all();
+}
+
 void Region::OnWriteFault(uintptr_t addr) {
   const uint64_t t0 = NowNs();
   bool captured = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    // The JS thread holds only while it protects the other members of a group snapshot (it
+    // touches no member's memory meanwhile) and releases on every path, close included.
+    holdCv_.wait(lock, [&] { return !held_; });
     stats_.wpFaults++;
     if (moved_ || addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) {
       ReleaseStrayFaultLocked(addr, true);
@@ -805,7 +817,9 @@ void Region::Close() {
     if (closed_ || !uffd_) return;
     FlushLocked();
     closed_ = true;
+    held_ = false;
   }
+  holdCv_.notify_all();
   // The saver encodes what the flush captured, so every snapshot taken still completes.
   saver_.reset();
   {

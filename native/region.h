@@ -102,7 +102,10 @@ class Region {
   size_t size() const { return size_; }
   const std::shared_ptr<PageSource>& source() const { return source_; }
 
-  SnapshotResult Snapshot(uint64_t snapId, std::string meta);
+  // `hold`: after protecting, write faults on this region wait (queued in the kernel) until
+  // Release(): Region.snapshotAll protects every member before any of them resumes.
+  SnapshotResult Snapshot(uint64_t snapId, std::string meta, bool hold = false);
+  void Release();
   // Captures every pending chunk now and returns the chunks written since the head snapshot.
   std::vector<uint32_t> PrepareRollback();
   // Rolls back to `target` when it is the head and every written page's chunk is in the
@@ -209,6 +212,8 @@ class Region {
   bool closed_ = false;
   bool tracking_ = false;        // protected at least once: writes are being recorded
   bool baselineBroken_ = false;  // a capture was lost: the next snapshot must be full
+  bool held_ = false;            // a group snapshot is protecting other regions: faults wait
+  std::condition_variable holdCv_;
   Bitmap written_;               // pages unprotected since the last snapshot (or rollback)
   std::vector<uint64_t> pendingSnap_;  // per chunk: snapshot still to capture it, 0 = none
   std::deque<Inflight> inflight_;

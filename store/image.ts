@@ -1,7 +1,7 @@
 // Reading a snapshot's full region image straight from the store, without userfaultfd:
 // which blob each chunk resolves to at a snapshot, the decoded chunks in order, and the
 // chunks whose contents differ between two snapshots. Used by the CLI (restore -o, diff).
-import { SnapshotError, fromNative } from '../core/errors';
+import { SnapshotError, fromNative, invalidArgument } from '../core/errors';
 import { CHUNK_SIZE, native } from '../core/native';
 import type { Store } from './store';
 
@@ -77,7 +77,6 @@ export function forEachChunkAt(
   opts: ForEachOptions = {},
 ): ChunkMap {
   const map = chunkMap(store, id);
-  const addon = native();
   const batchSize = Math.max(1, opts.batch ?? 64);
   const n = map.chunks;
   let c = 0;
@@ -98,22 +97,7 @@ export function forEachChunkAt(
       } else {
         const i = j++;
         if (src!.chunk[i] !== k) throw new SnapshotError('INTERNAL', `chunk order mismatch reading snapshot ${id}`);
-        const data = src!.data[i];
-        if (!data) {
-          throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${k}: blob ${map.blob[k]} is missing`, {
-            hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
-          });
-        }
-        const codec = src!.codec[i]!;
-        const rawLen = src!.rawLen[i]!;
-        let out: Buffer;
-        try {
-          if (rawLen !== CHUNK_SIZE) throw Object.assign(new Error(`raw length ${rawLen} is not ${CHUNK_SIZE}`), { nativeCode: 'CORRUPT' });
-          addon.codec_verify(codec, rawLen, src!.hash[i]!, data);
-          out = addon.codec_decode(codec, rawLen, data);
-        } catch (err) {
-          throw fromNative(err, `snapshot ${id} chunk ${k} (blob ${map.blob[k]})`);
-        }
+        const out = decodeChecked(src!, i, id, k, map.blob[k]!);
         fn(k, len < CHUNK_SIZE ? out.subarray(0, len) : out);
       }
       opts.onProgress?.(k + 1, n);
@@ -121,6 +105,58 @@ export function forEachChunkAt(
     c = end;
   }
   return map;
+}
+
+/** A stored chunk's bytes, its checksum verified first (damage: STORE_CORRUPT). */
+function decodeChecked(src: ReturnType<Store['_sources']>, i: number, id: number, chunk: number, blob: number): Buffer {
+  const data = src.data[i];
+  if (!data) {
+    throw new SnapshotError('STORE_CORRUPT', `snapshot ${id} chunk ${chunk}: blob ${blob} is missing`, {
+      hint: 'Run `usnap verify <store>` to see which snapshots are affected.',
+    });
+  }
+  const codec = src.codec[i]!;
+  const rawLen = src.rawLen[i]!;
+  try {
+    if (rawLen !== CHUNK_SIZE) throw Object.assign(new Error(`raw length ${rawLen} is not ${CHUNK_SIZE}`), { nativeCode: 'CORRUPT' });
+    native().codec_verify(codec, rawLen, src.hash[i]!, data);
+    return native().codec_decode(codec, rawLen, data);
+  } catch (err) {
+    throw fromNative(err, `snapshot ${id} chunk ${chunk} (blob ${blob})`);
+  }
+}
+
+/**
+ * Bytes [offset, offset + length) of the region at snapshot `id`, zeros where it has zeros.
+ * Only the chunks the range covers are read, each checked like a restore (STORE_CORRUPT).
+ */
+export function readRange(store: Store, id: number, offset: number, length: number): Buffer {
+  if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument('offset', 'a non-negative integer', offset);
+  if (!Number.isSafeInteger(length) || length < 0) throw invalidArgument('length', 'a non-negative integer', length);
+  const map = chunkMap(store, id);
+  if (offset + length > map.regionSize) {
+    throw new SnapshotError('INVALID_ARGUMENT', `range ${offset}+${length} goes beyond snapshot ${id} (region "${map.region}" holds ${map.regionSize} bytes)`, {
+      hint: `Read within [0, ${map.regionSize}).`,
+    });
+  }
+  const out = Buffer.alloc(length);
+  if (length === 0) return out;
+  const first = Math.floor(offset / CHUNK_SIZE);
+  const last = Math.floor((offset + length - 1) / CHUNK_SIZE);
+  const wanted: number[] = [];
+  for (let c = first; c <= last; c++) if (map.blob[c] !== 0) wanted.push(c);
+  for (let b = 0; b < wanted.length; b += 64) {
+    const batch = wanted.slice(b, b + 64);
+    const src = store._sources(id, batch);
+    for (const [i, c] of batch.entries()) {
+      if (src.chunk[i] !== c) throw new SnapshotError('INTERNAL', `chunk order mismatch reading snapshot ${id}`);
+      const bytes = decodeChecked(src, i, id, c, map.blob[c]!);
+      const from = Math.max(offset, c * CHUNK_SIZE);
+      const to = Math.min(offset + length, (c + 1) * CHUNK_SIZE);
+      bytes.copy(out, from - offset, from - c * CHUNK_SIZE, to - c * CHUNK_SIZE);
+    }
+  }
+  return out;
 }
 
 export type ChangeKind = 'added' | 'removed' | 'modified';

@@ -19,8 +19,9 @@ import { deleteSnapshot, gc, type GcResult } from './delete';
 import { checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, takeWriterLock } from './open';
 import { Persister } from './persister';
 import { LocalRestore, type PageSource } from './restore';
+import { readRange } from './image';
 import { initSchema } from './schema';
-import type { RegionLink, StoreState } from './state';
+import { checkId, type RegionLink, type StoreState } from './state';
 import { verify, type VerifyResult } from './verify';
 import type { SnapshotMeta } from './writer';
 
@@ -150,6 +151,18 @@ export class Store {
   info(id: number): SnapshotInfo {
     this.assertOpen();
     return catalog.info(this.st, id);
+  }
+
+  /**
+   * Bytes [offset, offset + length) of the region at a snapshot, without a region: zeros where
+   * it has zeros, every chunk read checked like a restore (STORE_CORRUPT). A range beyond the
+   * snapshot's region size is INVALID_ARGUMENT.
+   */
+  read(snapshot: number | { id: number }, offset: number, length: number): Buffer {
+    this.assertOpen();
+    const id = typeof snapshot === 'object' && snapshot !== null ? snapshot.id : snapshot;
+    checkId(id);
+    return readRange(this, id, offset, length);
   }
 
   /** Region names and sizes recorded in the store. */

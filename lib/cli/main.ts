@@ -12,6 +12,7 @@ import { registerInfo } from './commands/info';
 import { registerDiff } from './commands/diff';
 import { registerVerify } from './commands/verify';
 import { registerRestore } from './commands/restore';
+import { registerCat } from './commands/cat';
 import { registerGc } from './commands/gc';
 import { registerBench } from './commands/bench';
 
@@ -52,11 +53,12 @@ export function buildProgram(): Command {
         ['usnap diff state.usnap 2 3', 'which 64 KiB chunks changed'],
         ['usnap verify state.usnap', 'check every checksum'],
         ['usnap restore state.usnap 3 -o heap.bin', 'write the region image (sparse)'],
+        ['usnap cat state.usnap 3 --offset 64K --length 4096', 'bytes of a snapshot on stdout'],
         ['usnap gc state.usnap --keep 10', 'keep the newest 10 snapshots per region'],
         ['usnap list state.usnap --json | jq .snapshots[].id', 'scripting'],
       ]) + '\nExit codes: 0 ok, 1 failure (verification failed, not found, other errors), 2 usage error.\n',
     );
-  for (const register of [registerProbe, registerList, registerInfo, registerDiff, registerVerify, registerRestore, registerGc, registerBench]) {
+  for (const register of [registerProbe, registerList, registerInfo, registerDiff, registerVerify, registerRestore, registerCat, registerGc, registerBench]) {
     register(program);
   }
   // Subcommands inherit exitOverride/configureOutput/help settings from `program.command()`;
