@@ -46,8 +46,15 @@ export interface RegionOptions {
 }
 
 export interface RestoreOptions {
+  /** The region the snapshot is of. */
   name: string;
   snapshot: number | Snapshot;
+  /**
+   * Open the snapshot as a clone: a new region of this name whose history starts at the
+   * snapshot (its snapshots are stored under this name, the first one incremental against
+   * it). Any number of clones of one snapshot may be open at once. Default: `name`.
+   */
+  as?: string;
   faultAround?: number;
   faultAroundMax?: number;
   captureBudget?: number;
@@ -137,6 +144,8 @@ export class Region {
   private _size: number;
   private _head: number | null = null;
   private _ready: Promise<void> = Promise.resolve();
+  /** The snapshot Region.restore opened: it and its history may be restored in place too. */
+  private origin: number | null = null;
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
 
@@ -211,14 +220,16 @@ export class Region {
    */
   static restore(store: Store, opts: RestoreOptions): Region {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
-    checkOptions(opts, ['name', 'snapshot', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
+    checkOptions(opts, ['name', 'snapshot', 'as', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
     checkName(opts.name);
+    if (opts.as !== undefined) checkName(opts.as, 'as');
+    const name = opts.as ?? opts.name;
     const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
-    return Region.fromPageSource(store._pageSource(checkSnapshotId(id)), opts);
+    return Region.fromPageSource(store._pageSource(checkSnapshotId(id)), opts, name);
   }
 
   /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
-  private static fromPageSource(src: PageSource, opts: RestoreOptions): Region {
+  private static fromPageSource(src: PageSource, opts: RestoreOptions, name: string): Region {
     if (src.region !== opts.name) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${opts.name}"`, {
         hint: `Pass name: "${src.region}".`,
@@ -227,7 +238,8 @@ export class Region {
     const tuning = checkTuning(opts);
     if (!src.fill) {
       // Nothing to serve lazily: copy it in eagerly.
-      const region = new Region({ size: src.size, store: src.store, name: opts.name, tuning });
+      const region = new Region({ size: src.size, store: src.store, name, tuning });
+      region.origin = src.head;
       try {
         region.restore(src.head);
       } catch (err) {
@@ -236,8 +248,10 @@ export class Region {
       }
       return region;
     }
-    const region = new Region({ size: src.size, store: src.store, name: opts.name, tuning, restoreLabel: src.label });
+    const label = name === src.region ? src.label : `${src.label}, opened as "${name}"`;
+    const region = new Region({ size: src.size, store: src.store, name, tuning, restoreLabel: label });
     region._head = src.head;
+    region.origin = src.head;
     region.source = native().region_source(region.handle!);
     region._ready = src.fill(region.source);
     region._ready.then(() => (region.source = 0), () => {});
@@ -399,9 +413,9 @@ export class Region {
       }
     }
     const info = this.store._snapshotRegion(id);
-    if (info.name !== this.name) {
+    if (info.name !== this.name && (this.origin === null || !this.store.ancestors(this.origin).includes(id))) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} is of region "${info.name}", not "${this.name}"`, {
-        hint: 'Restore it into a region of that name (Region.restore).',
+        hint: 'Restore it into a region of that name (Region.restore), or open it as a clone: Region.restore(store, { name, snapshot, as }).',
       });
     }
     if (info.size > this._size && this.memory) this.growMemory(info.size);
@@ -530,9 +544,9 @@ function checkLabel(opts: { label?: string }, where: string): string | null {
   return opts.label ?? null;
 }
 
-function checkName(name: unknown): void {
+function checkName(name: unknown, what = 'name'): void {
   if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 255)) {
-    throw invalidArgument('name', 'a non-empty string of at most 255 characters', name);
+    throw invalidArgument(what, 'a non-empty string of at most 255 characters', name);
   }
 }
 
