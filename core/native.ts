@@ -109,6 +109,11 @@ export interface Addon {
   source_fail(source: number, why: string): void;
   source_stage(source: number, chunks: NativeChunkArrays): void;
   source_start_prefetch(source: number): void;
+  /** Background fetching takes `order` first, then address order; `prefetch` false: faulted chunks only. */
+  source_set_order(source: number, order: Uint32Array, prefetch: boolean): void;
+  source_prefetch_all(source: number): void;
+  /** Chunks first touched while missing, in order; chunks background fetching took, in order. Null once closed. */
+  source_trace(source: number): { faultOrder: Uint32Array; prefetchLog: Uint32Array } | null;
   source_next(source: number, max: number, waitMs: number): Uint32Array;
   source_supply(source: number, chunks: NativeChunkArrays): boolean;
   source_wait_ready(source: number, timeoutMs: number): boolean;

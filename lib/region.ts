@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { SnapshotError, fromNative, invalidArgument } from '../core/errors';
 import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from '../core/native';
+import { checkPrefetch, nextRecording, prefetchPlan, type PrefetchMode } from './prefetch';
 import { Snapshot } from './snapshot';
 import { Store, type PageSource } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';
@@ -55,6 +56,13 @@ export interface RestoreOptions {
    * it). Any number of clones of one snapshot may be open at once. Default: `name`.
    */
   as?: string;
+  /**
+   * What a lazy restore fetches in the background: `'recorded'` (the default when an earlier
+   * restore of this snapshot recorded its working set) the recorded chunks first, in the order
+   * they were first touched, then the rest by address; `'address'` (the default otherwise)
+   * everything by address; `'none'` only what is touched (`ready` then waits for it all).
+   */
+  prefetch?: PrefetchMode;
   faultAround?: number;
   faultAroundMax?: number;
   captureBudget?: number;
@@ -146,6 +154,9 @@ export class Region {
   private _ready: Promise<void> = Promise.resolve();
   /** The snapshot Region.restore opened: it and its history may be restored in place too. */
   private origin: number | null = null;
+  /** A lazy restore's working set, to store with the snapshot once it is known. */
+  private recording: { source: number; prev: Uint32Array | null; usedPrev: boolean; keep: ((ws: Uint32Array) => void) | undefined } | undefined;
+  private traceSource = 0;
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
 
@@ -220,7 +231,7 @@ export class Region {
    */
   static restore(store: Store, opts: RestoreOptions): Region {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
-    checkOptions(opts, ['name', 'snapshot', 'as', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
+    checkOptions(opts, ['name', 'snapshot', 'as', 'prefetch', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
     checkName(opts.name);
     if (opts.as !== undefined) checkName(opts.as, 'as');
     const name = opts.as ?? opts.name;
@@ -230,6 +241,7 @@ export class Region {
 
   /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
   private static fromPageSource(src: PageSource, opts: RestoreOptions, name: string): Region {
+    const prefetch = checkPrefetch(opts.prefetch);
     if (src.region !== opts.name) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${opts.name}"`, {
         hint: `Pass name: "${src.region}".`,
@@ -253,8 +265,16 @@ export class Region {
     region._head = src.head;
     region.origin = src.head;
     region.source = native().region_source(region.handle!);
+    const recording = src.workingSet?.() ?? null;
+    const plan = prefetchPlan(prefetch, recording);
+    native().source_set_order(region.source, plan.order, plan.prefetch);
+    region.recording = { source: region.source, prev: recording, usedPrev: plan.order.length > 0, keep: src.recordWorkingSet };
+    region.traceSource = region.source;
     region._ready = src.fill(region.source);
-    region._ready.then(() => (region.source = 0), () => {});
+    region._ready.then(() => {
+      region.source = 0;
+      region.saveRecording();
+    }, () => {});
     return region;
   }
 
@@ -452,9 +472,30 @@ export class Region {
     }
   }
 
+  /**
+   * The chunks first touched while missing, in order, and those the background fetched, in
+   * order (each up to 4096), while the region was restored lazily; null otherwise. For tests.
+   * @internal
+   */
+  _restoreTrace(): { faultOrder: number[]; prefetchLog: number[] } | null {
+    const t = this.traceSource ? native().source_trace(this.traceSource) : null;
+    return t ? { faultOrder: Array.from(t.faultOrder), prefetchLog: Array.from(t.prefetchLog) } : null;
+  }
+
+  /** Stores the working set a lazy restore saw (once: when it is complete, or at close). */
+  private saveRecording(): void {
+    const rec = this.recording;
+    if (!rec) return;
+    const t = native().source_trace(rec.source);
+    this.recording = undefined;
+    const next = t && nextRecording(rec.prev, rec.usedPrev, t.faultOrder);
+    if (next) rec.keep?.(next);
+  }
+
   /** Blocks until a lazy restore has every data chunk in memory (rolling back needs it). */
   private waitUntilRestored(): void {
     const addon = native();
+    addon.source_prefetch_all(this.source);
     while (!addon.source_wait_ready(this.source, 1000)) {
       if (!addon.source_stats(this.source).open) break;
     }
@@ -527,6 +568,7 @@ export class Region {
    */
   close(): void {
     if (!this.handle) return;
+    if (this.recording) this.saveRecording();
     const h = this.handle;
     this.handle = undefined;
     try {

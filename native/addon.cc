@@ -442,6 +442,36 @@ Napi::Value SourceStartPrefetch(const Napi::CallbackInfo& info) {
   });
 }
 
+// source_set_order(source, order: Uint32Array, prefetch: boolean)
+Napi::Value SourceSetOrder(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = FindSource(env, info[0]);
+    Napi::Uint32Array order = info[1].As<Napi::Uint32Array>();
+    src->SetOrder(std::vector<uint32_t>(order.Data(), order.Data() + order.ElementLength()), info[2].ToBoolean().Value());
+    return env.Undefined();
+  });
+}
+
+Napi::Value SourcePrefetchAll(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = gSources.Find(info[0]);
+    if (src) src->PrefetchAll();
+    return env.Undefined();
+  });
+}
+
+// source_trace(source): { faultOrder, prefetchLog } (Uint32Arrays), or null once closed.
+Napi::Value SourceTrace(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = gSources.Find(info[0]);
+    if (!src) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("faultOrder", ToUint32Array(env, src->FaultOrder()));
+    o.Set("prefetchLog", ToUint32Array(env, src->PrefetchLog()));
+    return o;
+  });
+}
+
 Napi::Value SourceNext(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     std::shared_ptr<PageSource> src = FindSource(env, info[0]);
@@ -681,6 +711,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("source_fail", Napi::Function::New(env, SourceFail, "source_fail"));
   exports.Set("source_stage", Napi::Function::New(env, SourceStage, "source_stage"));
   exports.Set("source_start_prefetch", Napi::Function::New(env, SourceStartPrefetch, "source_start_prefetch"));
+  exports.Set("source_set_order", Napi::Function::New(env, SourceSetOrder, "source_set_order"));
+  exports.Set("source_prefetch_all", Napi::Function::New(env, SourcePrefetchAll, "source_prefetch_all"));
+  exports.Set("source_trace", Napi::Function::New(env, SourceTrace, "source_trace"));
   exports.Set("source_next", Napi::Function::New(env, SourceNext, "source_next"));
   exports.Set("source_supply", Napi::Function::New(env, SourceSupply, "source_supply"));
   exports.Set("source_wait_ready", Napi::Function::New(env, SourceWaitReady, "source_wait_ready"));

@@ -95,11 +95,7 @@ void PageSource::FillerLoop() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
         if (closed_ || !supplied_.empty()) return true;
-        if (!prefetchStaged_) return false;
-        while (stagedCursor_ < nChunks_ && (!hasData_[stagedCursor_] || state_[stagedCursor_] != kMissing ||
-                                            staged_.empty() || !staged_[stagedCursor_]))
-          stagedCursor_++;
-        return stagedCursor_ < nChunks_;
+        return prefetchStaged_ && NextPrefetchLocked(true) != kNone;
       });
       if (closed_) return;
       if (!supplied_.empty()) {
@@ -110,7 +106,8 @@ void PageSource::FillerLoop() {
         cv_.notify_all();  // room for the reader
         if (state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt) continue;
       } else {
-        c = static_cast<uint32_t>(stagedCursor_++);
+        c = NextPrefetchLocked(true);
+        if (prefetchLog_.size() < kMaxRecorded) prefetchLog_.push_back(c);
         blob = staged_[c];
       }
       state_[c] = kFilling;
@@ -132,7 +129,10 @@ void PageSource::OnMissingFault(uintptr_t addr) {
   bool present = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (state_[c] != kPresent) faulted_[c] = 1;
+    if (state_[c] != kPresent && !faulted_[c]) {
+      faulted_[c] = 1;
+      if (faultOrder_.size() < kMaxRecorded) faultOrder_.push_back(c);
+    }
     switch (state_[c]) {
       case kPresent:
         // Served already, yet missing again: discarded since (MADV_DONTNEED, reported to the
@@ -181,12 +181,7 @@ void PageSource::OnMissingFault(uintptr_t addr) {
 
 std::vector<uint32_t> PageSource::NextToFetch(size_t max, int waitMs) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto hasWork = [&] {
-    if (closed_ || !wanted_.empty()) return true;
-    if (!planned_) return false;
-    while (cursor_ < nChunks_ && (!hasData_[cursor_] || state_[cursor_] != kMissing)) cursor_++;
-    return cursor_ < nChunks_;
-  };
+  auto hasWork = [&] { return closed_ || !wanted_.empty() || NextPrefetchLocked(false) != kNone; };
   if (waitMs > 0) cv_.wait_for(lock, std::chrono::milliseconds(waitMs), hasWork);
   std::vector<uint32_t> out;
   if (closed_) return out;
@@ -197,12 +192,51 @@ std::vector<uint32_t> PageSource::NextToFetch(size_t max, int waitMs) {
     state_[c] = kFetching;
     out.push_back(c);
   }
-  if (!planned_) return out;
-  while (out.size() < max && hasWork() && !closed_ && cursor_ < nChunks_) {
-    state_[cursor_] = kFetching;
-    out.push_back(static_cast<uint32_t>(cursor_++));
+  for (uint32_t c; out.size() < max && (c = NextPrefetchLocked(false)) != kNone;) {
+    state_[c] = kFetching;
+    out.push_back(c);
+    if (prefetchLog_.size() < kMaxRecorded) prefetchLog_.push_back(c);
   }
   return out;
+}
+
+uint32_t PageSource::NextPrefetchLocked(bool staged) {
+  if (!planned_ || !prefetch_ || closed_) return kNone;
+  auto usable = [&](size_t c) {
+    return c < nChunks_ && hasData_[c] && state_[c] == kMissing && (!staged || (!staged_.empty() && staged_[c]));
+  };
+  while (orderCursor_ < order_.size() && !usable(order_[orderCursor_])) orderCursor_++;
+  if (orderCursor_ < order_.size()) return order_[orderCursor_];
+  while (cursor_ < nChunks_ && !usable(cursor_)) cursor_++;
+  return cursor_ < nChunks_ ? static_cast<uint32_t>(cursor_) : kNone;
+}
+
+void PageSource::SetOrder(std::vector<uint32_t> order, bool prefetch) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    order_ = std::move(order);
+    orderCursor_ = 0;
+    prefetch_ = prefetch;
+  }
+  cv_.notify_all();
+}
+
+void PageSource::PrefetchAll() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    prefetch_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::vector<uint32_t> PageSource::FaultOrder() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return faultOrder_;
+}
+
+std::vector<uint32_t> PageSource::PrefetchLog() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return prefetchLog_;
 }
 
 bool PageSource::Supply(uint32_t c, BlobPtr blob) {

@@ -32,6 +32,16 @@ class PageSource {
   void Fail(const std::string& why);
   // Materializes staged chunks on the filler thread.
   void StartPrefetch();
+  // Background fetching takes the chunks of `order` first (a working set recorded by an
+  // earlier restore), then the rest in address order. `prefetch` false: only faulted chunks
+  // are fetched until PrefetchAll().
+  void SetOrder(std::vector<uint32_t> order, bool prefetch);
+  void PrefetchAll();
+  // Chunks in the order threads first touched them while missing (at most kMaxRecorded),
+  // and the first chunks background fetching took, in order (for tests and stats).
+  std::vector<uint32_t> FaultOrder();
+  std::vector<uint32_t> PrefetchLog();
+  static constexpr size_t kMaxRecorded = 4096;
 
   // Fault handler thread.
   void OnMissingFault(uintptr_t addr);
@@ -70,6 +80,9 @@ class PageSource {
   void Finish(uint32_t c, State s);
   [[noreturn]] void DieCorrupt(uint32_t c);
   void FillerLoop();
+  // The next chunk background fetching should take, or kNone; `staged`: only staged ones.
+  uint32_t NextPrefetchLocked(bool staged);
+  static constexpr uint32_t kNone = UINT32_MAX;
 
   static constexpr size_t kChunk = 64 * 1024;
   Userfaultfd* uffd_;
@@ -95,7 +108,11 @@ class PageSource {
   std::string corrupt_;
   std::unordered_map<uint32_t, std::string> corruptWhy_;
   bool prefetchStaged_ = false;
-  size_t stagedCursor_ = 0;
+  bool prefetch_ = true;
+  std::vector<uint32_t> order_;
+  size_t orderCursor_ = 0;
+  std::vector<uint32_t> faultOrder_;
+  std::vector<uint32_t> prefetchLog_;
   std::deque<std::pair<uint32_t, BlobPtr>> supplied_;
   size_t suppliedBytes_ = 0;
   std::thread filler_;

@@ -5,6 +5,7 @@ import { CHUNK_SIZE } from '../core/native';
 import { info } from './catalog';
 import { sqliteError } from './open';
 import { checkId, type StoreState } from './state';
+import { dropWorkingSet } from './working-set';
 import { chunkTag, snapshotTag } from './tags';
 
 export interface GcResult {
@@ -75,6 +76,7 @@ function deleteInTransaction(st: StoreState, id: number): number[] {
   const blobs = (st.db.prepare('SELECT DISTINCT blob_id FROM chunks WHERE snapshot_id = ? AND blob_id IS NOT NULL').all(id) as { blob_id: number }[]).map((r) => r.blob_id);
   st.db.prepare('DELETE FROM chunks WHERE snapshot_id = ?').run(id);
   st.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
+  dropWorkingSet(st, id);
   const dropBlob = st.db.prepare('DELETE FROM blobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM chunks WHERE blob_id = ?)');
   for (const b of blobs) dropBlob.run(b, b);
   st.rowCache.delete(id);

@@ -9,6 +9,7 @@ import { checkChunkRanges, hasUnpersistedHistory, snapshotRegion } from './catal
 import type { ReaderJob, ReaderMessage } from './reader-worker';
 import { BlobReader, buildPlan } from './restore-plan';
 import type { StoreState } from './state';
+import { readWorkingSet, recordWorkingSet } from './working-set';
 import type { Store } from './store';
 
 /**
@@ -36,6 +37,10 @@ export interface PageSource {
   /** The snapshot in `store` those next snapshots are incremental against. */
   readonly head: number;
   fill?(source: number): Promise<void>;
+  /** The working set an earlier restore of `head` recorded (chunk indices, first touched first), if the backend keeps one. */
+  workingSet?(): Uint32Array | null;
+  /** Keeps the working set this restore saw, for the next restore of `head` (best effort). */
+  recordWorkingSet?(chunks: Uint32Array): void;
 }
 
 /** A local store's lazy restores: staged natively for ':memory:', fed by a reader worker for files. */
@@ -59,6 +64,8 @@ export class LocalRestore {
     const chunks = info.size / CHUNK_SIZE;
     return {
       ...src,
+      workingSet: () => readWorkingSet(this.st, id),
+      recordWorkingSet: (ws) => void recordWorkingSet(this.st, id, ws),
       fill: (source) => {
         const p = this.st.memory ? this.fillFromMemory(source, id, chunks, label) : this.fillFromReader(source, id, chunks);
         p.catch(() => {});  // surfaces where `ready` is awaited

@@ -4,7 +4,9 @@ import { SnapshotError } from '../core/errors';
 import { chunkTag, snapshotTag } from './tags';
 
 export const FORMAT = 'uffd-snapshot';
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+/** A read-only handle opens stores from this version on without migrating (what is newer is optional). */
+const READABLE_FROM = 2;
 
 /** Blob codecs, shared with native/codec.h. */
 export const CODEC = { zero: 0, raw: 1, lz4: 2 } as const;
@@ -75,7 +77,17 @@ const MIGRATIONS: ((db: Database) => void)[] = [
       setSnap.run(snapshotTag(s.id, s.region_id, s.parent_id, s.region_size, s.full), s.id);
     }
   },
+  // 3: the working set a lazy restore of a snapshot touched first, in order (uint32 LE chunk
+  // indices): the next restore of it prefetches those chunks first. A hint only.
+  (db) => {
+    db.exec('CREATE TABLE working_sets (snapshot_id INTEGER PRIMARY KEY, chunks BLOB NOT NULL, recorded_at INTEGER NOT NULL)');
+  },
 ];
+
+/** Whether the store has the working_sets table (version 3; a read-only handle may open 2). */
+export function hasWorkingSets(db: Database): boolean {
+  return hasTable(db, 'working_sets');
+}
 
 /** SQLite page size of new stores: 64 KiB pages hold a compressed chunk in one page (see docs/store.md). */
 export const STORE_PAGE_SIZE = 65536;
@@ -152,6 +164,7 @@ export function initSchema(db: Database, path: string, readonly: boolean): void 
     throw new SnapshotError('STORE_VERSION', `${path} uses page size ${pageSize} and chunk size ${chunkSize}; this build supports 4096 and 65536`);
   }
   if (version < SCHEMA_VERSION) {
+    if (readonly && version >= READABLE_FROM) return;
     if (readonly) {
       throw new SnapshotError('STORE_VERSION', `${path} has schema version ${version} and must be upgraded`, {
         hint: 'Open it once without { readonly: true } to migrate it.',

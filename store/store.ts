@@ -23,6 +23,7 @@ import { readRange } from './image';
 import { initSchema } from './schema';
 import { checkId, type RegionLink, type StoreState } from './state';
 import { verify, type VerifyResult } from './verify';
+import { readWorkingSet, recordWorkingSet } from './working-set';
 import type { SnapshotMeta } from './writer';
 
 export type { SnapshotInfo } from './catalog';
@@ -287,6 +288,19 @@ export class Store {
   }
 
   /** @internal Region name and size a snapshot was taken of; NOT_FOUND if unknown. */
+  /** @internal The working set recorded for a snapshot (chunk indices in first-touch order), or null. */
+  _workingSet(id: number): Uint32Array | null {
+    this.assertOpen();
+    return readWorkingSet(this.st, id);
+  }
+
+  /** @internal Keeps a snapshot's working set; false when it could not (read-only, deleted, busy). */
+  _recordWorkingSet(id: number, chunks: Uint32Array): boolean {
+    if (this.closed) return false;
+    return recordWorkingSet(this.st, id, chunks);
+  }
+
+  /** @internal */
   _snapshotRegion(id: number): { name: string; size: number; full: boolean } {
     return catalog.snapshotRegion(this.st, id);
   }
