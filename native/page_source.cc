@@ -192,6 +192,8 @@ std::vector<uint32_t> PageSource::NextToFetch(size_t max, int waitMs) {
     state_[c] = kFetching;
     out.push_back(c);
   }
+  // A thread waits for these: hand them over alone rather than behind a batch of prefetches.
+  if (!out.empty()) return out;
   for (uint32_t c; out.size() < max && (c = NextPrefetchLocked(false)) != kNone;) {
     state_[c] = kFetching;
     out.push_back(c);
@@ -242,11 +244,16 @@ std::vector<uint32_t> PageSource::PrefetchLog() {
 bool PageSource::Supply(uint32_t c, BlobPtr blob) {
   constexpr size_t kMaxQueued = 32u << 20;
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return closed_ || suppliedBytes_ < kMaxQueued; });
+  // A chunk a thread waits for is queued at once; prefetched ones wait for room.
+  cv_.wait(lock, [&] { return closed_ || suppliedBytes_ < kMaxQueued || (c < nChunks_ && faulted_[c]); });
   if (closed_) return false;
   if (c >= nChunks_ || state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt) return true;
   suppliedBytes_ += blob->bytes.size();
-  supplied_.emplace_back(c, std::move(blob));
+  // A chunk a thread waits for goes before the prefetched ones queued for the filler.
+  if (faulted_[c])
+    supplied_.emplace_front(c, std::move(blob));
+  else
+    supplied_.emplace_back(c, std::move(blob));
   if (!filler_.joinable()) filler_ = std::thread([this] { FillerLoop(); });
   cv_.notify_all();
   return true;

@@ -23,6 +23,8 @@ const EXPECTED: Record<string, string[]> = {
   write_overhead_per_page_pause_mode: ['fork', 'mprotect_sigsegv', 'wp_async_scan'],
   rollback_resets_per_s_pause_mode: ['fork_reset', 'memcpy'],
   pause_full_huge_pages: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
+  restore_first_work: ['warm', 'no_recording'],
+  clone_open: ['memcpy'],
 };
 
 function finiteNumbers(x: unknown, where: string): void {

@@ -101,6 +101,8 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     t('write_overhead', p.size, true),
     t('rollback', p.rollbackSize, true),
     t('pause', p.pauseSizes[p.pauseSizes.length - 1]!, false, true),
+    t('first_work', p.size),
+    t('clones', p.size),
   );
   return out;
 }

@@ -271,6 +271,116 @@ async function restore(task: ScenarioTask): Promise<SampleRow[]> {
   ];
 }
 
+/** A snapshot of a realistic region of `size` in a closed file store, reopened. */
+async function storedSnapshot(task: ScenarioTask, seed: number): Promise<{ store: Store; id: number; expected: Buffer; file: string }> {
+  const o = await openFilled(task, task.size, seed);
+  const expected = Buffer.from(o.u8);
+  const snap = o.region.snapshot();
+  await snap.persisted;
+  o.region.close();
+  o.store.close();
+  return { store: Store.open(o.file), id: snap.id, expected, file: o.file };
+}
+
+/** The chunks restore_first_work's program uses: a fixed 10%, in a fixed shuffled order. */
+function workingSet(chunks: number): Uint32Array {
+  const all = Uint32Array.from({ length: chunks }, (_, i) => i);
+  let x = 0x2545f491;
+  for (let i = chunks - 1; i > 0; i--) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const j = (x >>> 0) % (i + 1);
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  return all.slice(0, Math.max(1, Math.round(chunks / 10)));
+}
+
+/** Passes the program makes over each chunk it uses (one: it reads every word once). */
+const WORK_PASSES = 1;
+
+/** The program: sums every word of each chunk of `order`, WORK_PASSES times, in that order. */
+function work(u8: Uint8Array, order: Uint32Array): number {
+  const words = new Int32Array(u8.buffer, u8.byteOffset, u8.length >> 2);
+  const per = CHUNK >> 2;
+  let h = 0;
+  for (let k = 0; k < order.length; k++) {
+    const from = order[k]! * per;
+    for (let pass = 0; pass < WORK_PASSES; pass++) for (let i = from; i < from + per; i++) h = (h + words[i]! * (pass + 1)) | 0;
+  }
+  return h;
+}
+
+/**
+ * restore_first_work: from Region.restore until the program above has finished, with the
+ * snapshot's recorded working set (ours), without one (baseline no_recording: the first
+ * restore, address-order prefetch) and on memory already in place (baseline warm). The
+ * first restores run first: each records the working set afresh, and the recorded restores
+ * after them use (and complete) that recording.
+ */
+async function firstWork(task: ScenarioTask): Promise<SampleRow[]> {
+  const { store, id, expected, file } = await storedSnapshot(task, 11);
+  const order = workingSet(task.size / CHUNK);
+  const want = work(expected, order);
+  const s: Samples = new Map();
+  const timed = async (key: string, prefetch: 'address' | undefined, warmToo: boolean) => {
+    await settle();
+    const t0 = nowNs();
+    const region = Region.restore(store, { name: 'heap', snapshot: id, ...(prefetch ? { prefetch } : {}) });
+    const u8 = new Uint8Array(region.buffer);
+    const h = work(u8, order);
+    push(s, key, msSince(t0));
+    expect(h === want, 'the program read other bytes than the snapshot holds');
+    await region.ready;
+    if (warmToo) {
+      await settle();
+      const t1 = nowNs();
+      expect(work(u8, order) === want, 'warm run differs');
+      push(s, 'warm', msSince(t1));
+    }
+    expect(expected.equals(u8), 'restored memory differs from the snapshot');
+    region.close();
+  };
+  for (let r = 0; r < task.runs; r++) await timed('no_recording', 'address', false);
+  const recorded = store._workingSet(id)?.length ?? 0;
+  for (let r = 0; r < task.runs; r++) await timed('ours', undefined, true);
+  process.stderr.write(`first_work: ${order.length} chunks used, ${recorded} recorded after the first restores, ${store._workingSet(id)?.length ?? 0} at the end\n`);
+  store.close();
+  removeStore(file);
+  const m: MetricId = 'restore_first_work';
+  return [{ metric: m, size: task.size, ours: s.get('ours')!, baselines: [{ name: 'warm', samples: s.get('warm')! }, { name: 'no_recording', samples: s.get('no_recording')! }] }];
+}
+
+/**
+ * clone_open: Region.restore(..., { as }) of the 10th clone of one snapshot, nine open and
+ * fully in memory, until it returns (the clone is usable: its pages come in on touch).
+ * Baseline memcpy: copying the region, what a clone by copy costs.
+ */
+async function clones(task: ScenarioTask): Promise<SampleRow[]> {
+  const { store, id, expected, file } = await storedSnapshot(task, 13);
+  const ours: number[] = [];
+  const copy: number[] = [];
+  for (let r = 0; r < task.runs; r++) {
+    const open: Region[] = [];
+    for (let k = 1; k < 10; k++) {
+      open.push(Region.restore(store, { name: 'heap', snapshot: id, as: `clone-${k}` }));
+      await open.at(-1)!.ready;
+    }
+    await settle();
+    const t0 = nowNs();
+    const tenth = Region.restore(store, { name: 'heap', snapshot: id, as: 'clone-10' });
+    ours.push(msSince(t0));
+    await tenth.ready;
+    expect(expected.equals(new Uint8Array(tenth.buffer)), 'the 10th clone differs from the snapshot');
+    for (const c of [...open, tenth]) c.close();
+    await settle();
+    copy.push(ms(base.memcpyFull(task.size).ns));
+  }
+  store.close();
+  removeStore(file);
+  return [{ metric: 'clone_open', size: task.size, ours, baselines: [{ name: 'memcpy', samples: copy }] }];
+}
+
 /** Time target of one rollback run (iterations adapt to it). */
 const ROLLBACK_RUN_MS = (task: ScenarioTask): number => (task.quick ? 300 : 1000);
 
@@ -559,6 +669,8 @@ const SCENARIOS: Record<ScenarioTask['scenario'], (t: ScenarioTask) => SampleRow
   rollback_baselines: rollbackBaselines,
   peak_memory: peakMemory,
   peak_memory_baselines: peakMemoryBaselines,
+  first_work: firstWork,
+  clones,
 };
 
 async function main(): Promise<void> {

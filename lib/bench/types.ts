@@ -54,6 +54,9 @@ export const METRICS = [
   'rollback_resets_per_s_pause_mode',
   // The first snapshot of a region allocated with hugePages: true (transparent huge pages).
   'pause_full_huge_pages',
+  // Many regions from one snapshot (issue 16).
+  'restore_first_work',
+  'clone_open',
 ] as const;
 export type MetricId = (typeof METRICS)[number];
 
@@ -67,7 +70,9 @@ export type BaselineName =
   | 'sqlite_raw'
   | 'read_image'
   | 'uffdio_copy_raw'
-  | 'fork_reset';
+  | 'fork_reset'
+  | 'warm'
+  | 'no_recording';
 
 /**
  * Which way is better, per metric. Times, memory and stored size: lower is better, and a
@@ -90,6 +95,8 @@ export const LOWER_IS_BETTER: Record<MetricId, boolean> = {
   write_overhead_per_page_pause_mode: true,
   rollback_resets_per_s_pause_mode: false,
   pause_full_huge_pages: true,
+  restore_first_work: true,
+  clone_open: true,
 };
 
 export const UNITS: Record<MetricId, string> = {
@@ -108,6 +115,8 @@ export const UNITS: Record<MetricId, string> = {
   write_overhead_per_page_pause_mode: 'us/page',
   rollback_resets_per_s_pause_mode: 'resets/s',
   pause_full_huge_pages: 'ms',
+  restore_first_work: 'ms',
+  clone_open: 'ms',
 };
 
 /** What a scenario process is asked to do (argv[2] of scenario.js, as JSON). */
@@ -137,7 +146,9 @@ export type ScenarioName =
   | 'rollback'
   | 'rollback_baselines'
   | 'peak_memory'
-  | 'peak_memory_baselines';
+  | 'peak_memory_baselines'
+  | 'first_work'
+  | 'clones';
 
 /** Raw samples of one metric at one size, as a scenario reports them (either side may be absent). */
 export interface SampleRow {
