@@ -80,7 +80,7 @@ const MIGRATIONS: ((db: Database) => void)[] = [
   // 3: the working set a lazy restore of a snapshot touched first, in order (uint32 LE chunk
   // indices): the next restore of it prefetches those chunks first. A hint only.
   (db) => {
-    db.exec('CREATE TABLE working_sets (snapshot_id INTEGER PRIMARY KEY, chunks BLOB NOT NULL, recorded_at INTEGER NOT NULL)');
+    db.exec('CREATE TABLE IF NOT EXISTS working_sets (snapshot_id INTEGER PRIMARY KEY, chunks BLOB NOT NULL, recorded_at INTEGER NOT NULL)');
   },
 ];
 

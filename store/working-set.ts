@@ -8,8 +8,13 @@ import type { StoreState } from './state';
 export const WORKING_SET_MAX = 4096;
 
 export function readWorkingSet(st: StoreState, id: number): Uint32Array | null {
-  if (!hasWorkingSets(st.db)) return null;  // a version-2 store opened read-only
-  const row = st.db.prepare('SELECT chunks FROM working_sets WHERE snapshot_id = ?').get(id) as { chunks: unknown } | undefined;
+  let row: { chunks: unknown } | undefined;
+  try {
+    if (!hasWorkingSets(st.db)) return null;  // a version-2 store opened read-only
+    row = st.db.prepare('SELECT chunks FROM working_sets WHERE snapshot_id = ?').get(id) as { chunks: unknown } | undefined;
+  } catch {
+    return null;  // a damaged table costs the hint, never the restore
+  }
   if (!row || !Buffer.isBuffer(row.chunks) || row.chunks.length % 4 !== 0 || row.chunks.length / 4 > WORKING_SET_MAX) return null;
   const out = new Uint32Array(row.chunks.length / 4);
   for (let i = 0; i < out.length; i++) out[i] = row.chunks.readUInt32LE(i * 4);
@@ -21,10 +26,11 @@ export function readWorkingSet(st: StoreState, id: number): Uint32Array | null {
  * deleted meanwhile or a busy store leave the previous one (a later restore records again).
  */
 export function recordWorkingSet(st: StoreState, id: number, chunks: Uint32Array): boolean {
-  if (st.readonly || !hasWorkingSets(st.db)) return false;
+  if (st.readonly) return false;
   const bytes = Buffer.alloc(chunks.length * 4);
   for (let i = 0; i < chunks.length; i++) bytes.writeUInt32LE(chunks[i]!, i * 4);
   try {
+    if (!hasWorkingSets(st.db)) return false;
     const r = st.db
       .prepare('INSERT OR REPLACE INTO working_sets (snapshot_id, chunks, recorded_at) SELECT id, ?, ? FROM snapshots WHERE id = ? AND complete = 1')
       .run(bytes, Date.now(), id);
