@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run by `npm pack` / `npm publish` (prepack): stripped N-API builds of the two addons a user runs,
 # for this platform, shipped in the package so that installing it compiles nothing:
-#   prebuilds/<platform>-<arch>/uffd-snapshot.glibc.node              (lib/native.ts)
+#   prebuilds/<platform>-<arch>/uffd-snapshot.glibc.node              (core/native.ts)
 #   native/bench/prebuilds/<platform>-<arch>/usnap-bench.glibc.node   (usnap bench)
 # The testing addon is never prebuilt nor shipped. The builds run in a scratch directory that
 # links to the sources, so the working tree's build/ is left alone; postpack removes the prebuilds.

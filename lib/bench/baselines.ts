@@ -8,7 +8,8 @@
 // its descriptors, children and signal handlers, and returns plain numbers. Times are in
 // nanoseconds, rates in bytes per second. Repeat the calls and take min/median in the caller.
 //
-// The addon is build/Release/usnap_bench.node (binding.gyp target `usnap_bench`).
+// The addon is build/Release/usnap_bench.node (binding.gyp target `usnap_bench`), or in an
+// installed package the prebuild in native/bench/prebuilds/ (scripts/prebuild.sh).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadAddon, packageRoot } from '../../core/native';
