@@ -111,9 +111,9 @@ npx usnap restore "$work/rt.usnap" 2 -o "$work/image.bin" --verify
 [ "$(sha256sum < "$work/image.bin" | cut -d' ' -f1)" = "$(cat "$work/rt.usnap.sha256")" ] || fail "usnap restore's image differs from the region's bytes"
 echo "usnap restore: image byte-exact"
 
-step "usnap bench --quick --out, without vega (the bench addon's prebuild)"
+step "usnap bench --quick --size 4M --out, without vega (the bench addon's prebuild)"
 t=$SECONDS
-npx usnap bench --quick --out "$work/bench" > "$work/bench.txt" 2> "$work/bench.err" || { cat "$work/bench.err"; fail "usnap bench"; }
+npx usnap bench --quick --size 4M --out "$work/bench" > "$work/bench.txt" 2> "$work/bench.err" || { cat "$work/bench.err"; fail "usnap bench"; }
 bench_s=$((SECONDS - t))
 [ -s "$work/bench/report.json" ] && [ -s "$work/bench/report.md" ] || fail "usnap bench --out wrote no report"
 [ ! -e "$work/bench/pause.svg" ] || fail "pause.svg without vega?"
