@@ -4,7 +4,8 @@
 # import it; npx usnap probe; a snapshot/restore round trip, byte-exact, also through the CLI;
 # usnap bench --quick --out without the optional chart libraries; type-check a TypeScript
 # consumer (skipLibCheck: false, no @types but @types/node) against the shipped types; and
-# check what the tarball holds. Prints the install's size, package count and times.
+# check what the tarball holds; then the fallback, a source build on the user's machine (no
+# testing addon). Prints the install's size, package count and times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -126,7 +127,24 @@ ls node_modules/@types
 npx tsc -p tsconfig.json
 echo "tsc: consumer.ts compiles"
 
+step "the fallback: npm rebuild uffd-snapshot --build-from-source (compilers reachable again)"
+t=$SECONDS
+JOBS=max npm rebuild uffd-snapshot --build-from-source --foreground-scripts > "$work/rebuild.log" 2>&1 || { cat "$work/rebuild.log"; fail "the source build"; }
+rebuild_s=$((SECONDS - t))
+ls node_modules/uffd-snapshot/build/Release/*.node
+[ -f node_modules/uffd-snapshot/build/Release/uffd_snapshot.node ] && [ -f node_modules/uffd-snapshot/build/Release/usnap_bench.node ] || fail "the source build made no addons"
+[ ! -e node_modules/uffd-snapshot/build/Release/usnap_testing.node ] || fail "a user's source build built the testing addon"
+node -e "
+const { Region } = require('uffd-snapshot');
+const r = Region.alloc(1 << 20); new Uint8Array(r.buffer).fill(5); const s = r.snapshot();
+new Uint8Array(r.buffer).fill(6); r.restore(s);
+if (!new Uint8Array(r.buffer).every((b) => b === 5)) throw new Error('not byte-exact');
+r.close();
+if (!require('fs').readFileSync('/proc/self/maps', 'utf8').includes('/build/Release/uffd_snapshot.node')) throw new Error('not the source build');
+console.log('source build: loads from build/Release, snapshot/restore byte-exact');"
+npx usnap bench --quick --size 4M --json > /dev/null || fail "usnap bench on the source build"
+
 printf '\n== pack-test: passed in %d s\n' $((SECONDS - start))
-printf 'tarball install: %d s with no compiler (better-sqlite3 and typescript before it: %d s); npm pack: %d s; usnap bench --quick: %d s\n' "$install_s" "$deps_s" "$pack_s" "$bench_s"
+printf 'tarball install: %d s with no compiler (better-sqlite3 and typescript before it: %d s); npm pack: %d s; usnap bench --quick: %d s; source-build fallback: %d s\n' "$install_s" "$deps_s" "$pack_s" "$bench_s" "$rebuild_s"
 awk -v n="$pkgs" -v b="$bytes" -v s="$sqlite_bytes" 'BEGIN { printf "a default install: %d packages, %.1f MB on disk (better-sqlite3 built from source: %.1f MB of it)\n", n, b / 1e6, s / 1e6 }'
 head -5 "$work/sizes.txt" | sed "s|$app/node_modules/||"
