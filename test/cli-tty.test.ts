@@ -110,7 +110,7 @@ describe('usnap restore', () => {
     const r = piped(['restore', file, '1', '-o', out, '--verify']);
     expect(r.status, r.err).toBe(0);
     expect(r.out).toContain('ok: every chunk matches the store');
-    expect(r.out).toMatch(new RegExp(`^sha256 +${want}$`, 'm'));
+    expect(r.out).toMatch(new RegExp(`^sha256: +${want}$`, 'm'));
     expect(r.out + r.err).not.toMatch(ESC);
     expect(r.err).toBe('');
     expect(createHash('sha256').update(fs.readFileSync(out)).digest('hex')).toBe(want);
