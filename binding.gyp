@@ -1,9 +1,12 @@
 {
   "variables": {
-    "lz4_lib": "<!(node -p \"require('path').join(require('path').dirname(require.resolve('lz4/package.json')), 'deps', 'lz4', 'lib')\")",
-    "napi_include": "<!(node -p \"require('node-addon-api').include_dir\")"
+    "lz4_lib": "native/lz4",
+    "napi_include": "<!(node -p \"require('node-addon-api').include_dir\")",
+    "usnap_only%": "<!(node -p \"process.env.USNAP_ONLY || 'all'\")",
+    "with_testing%": "<!(node -p \"+require('fs').existsSync('native/testing/testing.cc')\")"
   },
-  "targets": [
+  "conditions": [
+    ["usnap_only in ('all', 'uffd_snapshot')", {"targets": [
     {
       "target_name": "uffd_snapshot",
       "sources": [
@@ -23,7 +26,8 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags": ["-O2", "-fvisibility=hidden"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
-    },
+    }]}],
+    ["usnap_only in ('all', 'usnap_bench')", {"targets": [
     {
       "target_name": "usnap_bench",
       "sources": [
@@ -38,7 +42,8 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags": ["-O2", "-fvisibility=hidden"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
-    },
+    }]}],
+    ["usnap_only == 'all' and with_testing == 1", {"targets": [
     {
       "target_name": "usnap_testing",
       "sources": ["native/testing/testing.cc"],
@@ -48,6 +53,6 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags": ["-O2", "-fvisibility=hidden"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
-    }
+    }]}]
   ]
 }

@@ -164,21 +164,36 @@ export const packageRoot: string = (() => {
   }
 })();
 
+/**
+ * Loads one of our addons: the local build (build/Release/<file>, from `npm run build:native` in the
+ * repo or the source build an install falls back to), else the prebuild shipped for this platform
+ * under `prebuildDir`/prebuilds/ (found by node-gyp-build).
+ */
+export function loadAddon(file: string, prebuildDir: string): unknown {
+  try {
+    return require(path.join(packageRoot, 'build', 'Release', file));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node-gyp-build') as (dir: string) => unknown)(prebuildDir);
+}
+
 let addon: Addon | undefined;
 
 export function native(): Addon {
   if (addon) return addon;
-  const file = path.join(packageRoot, 'build', 'Release', 'uffd_snapshot.node');
   try {
-    addon = require(file) as Addon;
+    addon = loadAddon('uffd_snapshot.node', packageRoot) as Addon;
   } catch (err) {
     const e = err as Error;
     const why = process.platform !== 'linux' ? `uffd-snapshot runs on Linux only (this is ${process.platform}).` : e.message;
     throw new Error(
       `uffd-snapshot: the native addon did not load: ${why}\n` +
         'Possible solutions:\n' +
-        '  - Build it: npm run build:native (needs python3, make and a C++ compiler)\n' +
-        '  - Reinstall: npm ci',
+        '  - Build it from source: npm rebuild uffd-snapshot --build-from-source (needs python3, make and a C++ compiler)\n' +
+        '  - In a clone of the repository: npm run build:native',
+      { cause: err },
     );
   }
   return addon;

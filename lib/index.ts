@@ -1,5 +1,5 @@
 export { Region } from './region';
-export type { RegionOptions, RestoreOptions, RegionStats } from './region';
+export type { RegionOptions, RestoreOptions, RegionStats, WasmMemory } from './region';
 export { Snapshot } from './snapshot';
 export { Store } from '../store/store';
 export type { StoreOptions, SnapshotInfo, VerifyResult, VerifyProblem, GcResult } from '../store/store';

@@ -141,14 +141,23 @@ function checkTuning(opts: { mode?: string; faultAround?: number; faultAroundMax
  * and rolled back in place. Snapshots are incremental: each stores only the 64 KiB chunks
  * written since the previous one.
  */
-export class Region {
+/**
+ * What `Region.attach` takes: a WebAssembly.Memory, described here because Node's own types
+ * leave WebAssembly out. `B` is its buffer: ArrayBuffer, or SharedArrayBuffer for `shared: true`.
+ */
+export interface WasmMemory<B extends ArrayBufferLike = ArrayBuffer | SharedArrayBuffer> {
+  readonly buffer: B;
+  grow(delta: number): number;
+}
+
+export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | SharedArrayBuffer> {
   readonly name: string;
   readonly store: Store;
   private handle: RegionHandle | undefined;
   private readonly key: number;
   private readonly ownsStore: boolean;
-  private readonly _buffer: ArrayBuffer | SharedArrayBuffer | undefined;
-  private readonly memory: WebAssembly.Memory | undefined;
+  private readonly _buffer: B | undefined;
+  private readonly memory: WasmMemory<B> | undefined;
   private _size: number;
   private _head: number | null = null;
   private _ready: Promise<void> = Promise.resolve();
@@ -160,7 +169,7 @@ export class Region {
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
 
-  private constructor(init: { size: number; store?: Store; name?: string; tuning: Tuning; memory?: WebAssembly.Memory; restoreLabel?: string; hugePages?: boolean }) {
+  private constructor(init: { size: number; store?: Store; name?: string; tuning: Tuning; memory?: WasmMemory<B>; restoreLabel?: string; hugePages?: boolean }) {
     this.ownsStore = !init.store;
     this.store = init.store ?? Store.open(':memory:');
     if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
@@ -192,11 +201,11 @@ export class Region {
       throw fromNative(err, `cannot create region "${this.name}" of ${init.size} bytes`);
     }
     this.memory = init.memory;
-    this._buffer = init.memory ? undefined : native().region_buffer(this.handle)!;
+    this._buffer = init.memory ? undefined : (native().region_buffer(this.handle) as B);
   }
 
   /** Maps `size` bytes of zero-filled memory (rounded up to 64 KiB). */
-  static alloc(size: number, opts: RegionOptions = {}): Region {
+  static alloc(size: number, opts: RegionOptions = {}): Region<ArrayBuffer> {
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw invalidArgument('size', 'a positive integer (bytes)', size);
     if (size > 2 ** 46) {
       throw new SnapshotError('INVALID_ARGUMENT', `size ${size} is larger than the address space allows (64 TiB)`, { hint: 'Allocate a smaller region.' });
@@ -206,14 +215,14 @@ export class Region {
     checkName(opts.name);
     if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw invalidArgument('hugePages', 'a boolean', opts.hugePages);
     const rounded = Math.ceil(size / CHUNK_SIZE) * CHUNK_SIZE;
-    return new Region({ size: rounded, store: opts.store, name: opts.name, tuning, hugePages: opts.hugePages === true });
+    return new Region<ArrayBuffer>({ size: rounded, store: opts.store, name: opts.name, tuning, hugePages: opts.hugePages === true });
   }
 
   /**
    * Tracks an existing WebAssembly.Memory in place. Its size must be a multiple of 64 KiB,
    * which every wasm memory is.
    */
-  static attach(memory: WebAssembly.Memory, opts: RegionOptions = {}): Region {
+  static attach<B extends ArrayBuffer | SharedArrayBuffer>(memory: WasmMemory<B>, opts: RegionOptions = {}): Region<B> {
     if (!(memory instanceof WebAssembly.Memory)) throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
     checkOptions(opts, OPTION_KEYS, 'Region.attach');
     checkName(opts.name);
@@ -229,7 +238,7 @@ export class Region {
    * `ready` resolves when all of it is in memory. The region's next snapshot is incremental
    * against the restored one.
    */
-  static restore(store: Store, opts: RestoreOptions): Region {
+  static restore(store: Store, opts: RestoreOptions): Region<ArrayBuffer> {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
     checkOptions(opts, ['name', 'snapshot', 'as', 'prefetch', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
     checkName(opts.name);
@@ -240,7 +249,7 @@ export class Region {
   }
 
   /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
-  private static fromPageSource(src: PageSource, opts: RestoreOptions, name: string): Region {
+  private static fromPageSource(src: PageSource, opts: RestoreOptions, name: string): Region<ArrayBuffer> {
     const prefetch = checkPrefetch(opts.prefetch);
     if (src.region !== opts.name) {
       throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${opts.name}"`, {
@@ -250,7 +259,7 @@ export class Region {
     const tuning = checkTuning(opts);
     if (!src.fill) {
       // Nothing to serve lazily: copy it in eagerly.
-      const region = new Region({ size: src.size, store: src.store, name, tuning });
+      const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, name, tuning });
       region.origin = src.head;
       try {
         region.restore(src.head);
@@ -261,7 +270,7 @@ export class Region {
       return region;
     }
     const label = name === src.region ? src.label : `${src.label}, opened as "${name}"`;
-    const region = new Region({ size: src.size, store: src.store, name, tuning, restoreLabel: label });
+    const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, name, tuning, restoreLabel: label });
     region._head = src.head;
     region.origin = src.head;
     region.source = native().region_source(region.handle!);
@@ -314,7 +323,7 @@ export class Region {
    * The memory. For an attached WebAssembly.Memory, its current buffer (which changes when
    * it grows). Views over an allocated region's buffer become empty after close().
    */
-  get buffer(): ArrayBuffer | SharedArrayBuffer {
+  get buffer(): B {
     this.h();
     return this._buffer ?? this.memory!.buffer;
   }

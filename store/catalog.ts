@@ -6,27 +6,9 @@ import { CHUNK_SIZE, native } from '../core/native';
 import { sqliteError } from './open';
 import { CORRUPT_HINT, checkId, type ChunkRows, type StoreState } from './state';
 import { chunkTag, snapshotTag } from './tags';
+import type { SnapshotInfo } from './types';
 
-export interface SnapshotInfo {
-  id: number;
-  region: string;
-  parent: number | null;
-  label: string | null;
-  createdAt: Date;
-  complete: boolean;
-  /** Pages whose contents this snapshot records (its chunks times 16). */
-  pages: number;
-  chunks: number;
-  /** Bytes of memory those chunks hold. */
-  rawBytes: number;
-  /** Bytes after compression, before dedup. */
-  storedBytes: number;
-  /** Bytes this snapshot added to the store after dedup. */
-  uniqueBytes: number;
-  regionSize: number;
-  /** Saved against nothing: the snapshot stands alone. */
-  full: boolean;
-}
+export type { SnapshotInfo } from './types';
 
 export interface SnapshotRow {
   id: number;

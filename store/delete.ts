@@ -7,12 +7,9 @@ import { sqliteError } from './open';
 import { checkId, type StoreState } from './state';
 import { dropWorkingSet } from './working-set';
 import { chunkTag, snapshotTag } from './tags';
+import type { GcResult } from './types';
 
-export interface GcResult {
-  deletedSnapshots: number[];
-  freedBlobs: number;
-  freedBytes: number;
-}
+export type { GcResult } from './types';
 
 /**
  * Deletes a snapshot. Its chunks move to its children (unless they store their own), so

@@ -13,24 +13,24 @@ import * as path from 'node:path';
 import { SnapshotError, invalidArgument } from '../core/errors';
 import { native, type NativeRollbackSources } from '../core/native';
 import * as catalog from './catalog';
-import type { SnapshotInfo } from './catalog';
+import type { GcResult, SnapshotInfo, VerifyResult } from './types';
 import { rollbackSources, withSinkPinned } from './chunk-sources';
-import { deleteSnapshot, gc, type GcResult } from './delete';
+import { deleteSnapshot, gc } from './delete';
 import { checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, takeWriterLock } from './open';
 import { Persister } from './persister';
 import { LocalRestore, type PageSource } from './restore';
 import { readRange } from './image';
 import { initSchema } from './schema';
 import { checkId, type RegionLink, type StoreState } from './state';
-import { verify, type VerifyResult } from './verify';
+import { verify } from './verify';
 import { readWorkingSet, recordWorkingSet } from './working-set';
 import type { SnapshotMeta } from './writer';
 
-export type { SnapshotInfo } from './catalog';
-export type { GcResult } from './delete';
+export type { SnapshotInfo, GcResult, VerifyProblem, VerifyResult } from './types';
+/** @internal */
 export type { PageSource } from './restore';
+/** @internal */
 export type { RegionLink } from './state';
-export type { VerifyProblem, VerifyResult } from './verify';
 
 export interface StoreOptions {
   /** Open for reading only: no writer lock, no snapshots. */

@@ -6,21 +6,9 @@ import { sqliteError } from './open';
 import { CODEC } from './schema';
 import { checkId, type StoreState } from './state';
 import { chunkTag, snapshotTag } from './tags';
+import type { VerifyProblem, VerifyResult } from './types';
 
-export interface VerifyProblem {
-  code: 'STORE_CORRUPT';
-  snapshot?: number;
-  chunk?: number;
-  blob?: number;
-  message: string;
-}
-
-export interface VerifyResult {
-  ok: boolean;
-  snapshots: number;
-  chunks: number;
-  problems: VerifyProblem[];
-}
+export type { VerifyProblem, VerifyResult } from './types';
 
 /**
  * Checks checksums, lengths and chain completeness of one snapshot (and what it stands on)

@@ -1,7 +1,10 @@
 // Runs the compiled bench entry in --quick --json mode and validates the report.
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { CHART_INSTALL_HINT, writeOutputs } from '../lib/bench/run';
 import { LOWER_IS_BETTER, METRICS, type BenchReport } from '../lib/bench/types';
 
 const ENTRY = path.join(__dirname, '..', 'dist', 'lib', 'bench', 'main.js');
@@ -78,4 +81,37 @@ describe('usnap bench --quick --json', () => {
     }
     for (const r of report.results) expect((METRICS as readonly string[]).includes(r.metric)).toBe(true);
   }, 160_000);
+});
+
+describe('usnap bench --out', () => {
+  const report = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'docs', 'benchmark-report.json'), 'utf8')) as BenchReport;
+
+  it('draws pause.svg with vega and vega-lite installed', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'usnap-bench-out-'));
+    try {
+      expect(await writeOutputs(report, dir)).toBe(true);
+      expect(fs.readdirSync(dir).sort()).toEqual(['pause.svg', 'report.json', 'report.md']);
+      expect(fs.readFileSync(path.join(dir, 'pause.svg'), 'utf8')).toMatch(/^<svg[^>]*>/);
+      expect(fs.readFileSync(path.join(dir, 'report.md'), 'utf8')).toContain('![pause chart](pause.svg)');
+      expect(JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'))).toEqual(report);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('without them writes the JSON and markdown and says how to get the chart', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'usnap-bench-out-'));
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await writeOutputs(report, dir, async () => null)).toBe(false);
+      expect(fs.readdirSync(dir).sort()).toEqual(['report.json', 'report.md']);
+      const md = fs.readFileSync(path.join(dir, 'report.md'), 'utf8');
+      expect(md).not.toContain('pause.svg');
+      expect(md).toContain(CHART_INSTALL_HINT);
+      expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toContain(`the pause chart needs vega and vega-lite: ${CHART_INSTALL_HINT}`);
+    } finally {
+      stderr.mockRestore();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -8,10 +8,11 @@
 // its descriptors, children and signal handlers, and returns plain numbers. Times are in
 // nanoseconds, rates in bytes per second. Repeat the calls and take min/median in the caller.
 //
-// The addon is build/Release/usnap_bench.node (binding.gyp target `usnap_bench`).
+// The addon is build/Release/usnap_bench.node (binding.gyp target `usnap_bench`), or in an
+// installed package the prebuild in native/bench/prebuilds/ (scripts/prebuild.sh).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { packageRoot } from '../../core/native';
+import { loadAddon, packageRoot } from '../../core/native';
 
 export const PAGE_SIZE = 4096;
 export const CHUNK_SIZE = 64 * 1024;
@@ -155,15 +156,15 @@ let addon: BenchAddon | undefined;
 
 function bench(): BenchAddon {
   if (addon) return addon;
-  const file = path.join(packageRoot, 'build', 'Release', 'usnap_bench.node');
   try {
-    addon = require(file) as BenchAddon;
+    addon = loadAddon('usnap_bench.node', path.join(packageRoot, 'native', 'bench')) as BenchAddon;
   } catch (err) {
     const why = process.platform !== 'linux' ? `it runs on Linux only (this is ${process.platform}).` : (err as Error).message;
     throw new Error(
       `uffd-snapshot: the benchmark addon did not load: ${why}\n` +
         'Possible solutions:\n' +
-        '  - Build it: npm run build:native (builds build/Release/usnap_bench.node too)',
+        '  - Build it from source: npm rebuild uffd-snapshot --build-from-source (needs python3, make and a C++ compiler)\n' +
+        '  - In a clone of the repository: npm run build:native (builds build/Release/usnap_bench.node too)',
       { cause: err },
     );
   }

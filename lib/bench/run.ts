@@ -412,12 +412,28 @@ export function pauseChartSpec(report: BenchReport): object {
   };
 }
 
-/** Renders the pause chart to SVG with vega-lite (headless, no network). */
-export async function renderPauseChart(report: BenchReport): Promise<string> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const vega = require('vega') as typeof import('vega');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const vegaLite = require('vega-lite') as typeof import('vega-lite');
+/** `require(name)`, or undefined when `name` itself is not installed (any other failure throws). */
+function optionalRequire(name: string): unknown {
+  try {
+    return require(name);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'MODULE_NOT_FOUND' && e.message.startsWith(`Cannot find module '${name}'`)) return undefined;
+    throw err;
+  }
+}
+
+/** What to run to get the chart when vega and vega-lite (optional peer dependencies) are absent. */
+export const CHART_INSTALL_HINT = 'npm install vega vega-lite';
+
+/**
+ * Renders the pause chart to SVG with vega-lite (headless, no network), or returns null when vega
+ * or vega-lite is not installed: they are optional peer dependencies, kept out of a default install.
+ */
+export async function renderPauseChart(report: BenchReport): Promise<string | null> {
+  const vega = optionalRequire('vega') as typeof import('vega') | undefined;
+  const vegaLite = optionalRequire('vega-lite') as typeof import('vega-lite') | undefined;
+  if (!vega || !vegaLite) return null;
   const compiled = vegaLite.compile(pauseChartSpec(report) as Parameters<typeof vegaLite.compile>[0]).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   try {
@@ -427,9 +443,17 @@ export async function renderPauseChart(report: BenchReport): Promise<string> {
   }
 }
 
-async function writeOutputs(report: BenchReport, dir: string): Promise<void> {
+/**
+ * Writes report.json, report.md and (when vega is installed) pause.svg into `dir`. Without vega the
+ * markdown says how to get the chart, and so does a line on stderr. Returns whether the chart was drawn.
+ */
+export async function writeOutputs(report: BenchReport, dir: string, render = renderPauseChart): Promise<boolean> {
   fs.mkdirSync(dir, { recursive: true });
+  const svg = await render(report);
   fs.writeFileSync(path.join(dir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-  fs.writeFileSync(path.join(dir, 'report.md'), formatBenchMarkdown(report) + '\n![pause chart](pause.svg)\n');
-  fs.writeFileSync(path.join(dir, 'pause.svg'), await renderPauseChart(report));
+  const chartLine = svg !== null ? '![pause chart](pause.svg)' : `(No pause chart: it needs vega and vega-lite. Run \`${CHART_INSTALL_HINT}\`, then \`usnap bench --out\` again.)`;
+  fs.writeFileSync(path.join(dir, 'report.md'), formatBenchMarkdown(report) + '\n' + chartLine + '\n');
+  if (svg !== null) fs.writeFileSync(path.join(dir, 'pause.svg'), svg);
+  else process.stderr.write(`usnap bench: wrote report.json and report.md to ${dir}; the pause chart needs vega and vega-lite: ${CHART_INSTALL_HINT}\n`);
+  return svg !== null;
 }

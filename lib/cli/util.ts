@@ -27,7 +27,7 @@ export class CliError extends Error {
 export interface Ctx {
   json: boolean;
   debug: boolean;
-  /** Colours on stdout (a TTY, not --json, no NO_COLOR). */
+  /** Colours: on a TTY (not TERM=dumb) unless NO_COLOR or --no-color; FORCE_COLOR (not 0) turns them on anywhere; never with --json. */
   color: boolean;
   /** Progress bars on stderr (a TTY, not --json). */
   progress: boolean;
@@ -38,7 +38,9 @@ export interface Ctx {
 export function ctxOf(cmd: Command): Ctx {
   const o = cmd.optsWithGlobals() as { json?: boolean; debug?: boolean; color?: boolean };
   const json = !!o.json;
-  const color = !json && o.color !== false && !!process.stdout.isTTY && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+  const force = process.env.FORCE_COLOR;
+  const forced = force === undefined ? undefined : force !== '0' && force !== 'false';
+  const color = !json && o.color !== false && (forced ?? (!!process.stdout.isTTY && !process.env.NO_COLOR && process.env.TERM !== 'dumb'));
   return {
     json,
     debug: !!o.debug,
