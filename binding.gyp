@@ -1,6 +1,6 @@
 {
   "variables": {
-    "lz4_lib": "native/lz4",
+    "lz4_lib": "<!(node -p \"require('path').join(require('path').dirname(require.resolve('lz4/package.json')), 'deps', 'lz4', 'lib')\")",
     "napi_include": "<!(node -p \"require('node-addon-api').include_dir\")",
     "usnap_only%": "<!(node -p \"process.env.USNAP_ONLY || 'all'\")",
     "with_testing%": "<!(node -p \"+require('fs').existsSync('native/testing/testing.cc')\")"

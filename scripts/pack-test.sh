@@ -48,24 +48,26 @@ mkdir -p "$app"
 cp test/pack/consumer.ts test/pack/tsconfig.json test/pack/roundtrip.cjs test/pack/import.mjs "$app/"
 cat > "$app/package.json" <<JSON
 { "name": "pack-test-app", "version": "1.0.0", "private": true,
-  "allowScripts": { "better-sqlite3": true, "uffd-snapshot": true } }
+  "allowScripts": { "better-sqlite3": true, "lz4": true, "uffd-snapshot": true } }
 JSON
 cd "$app"
 
-step "better-sqlite3 (its addon built beforehand) and the type checker"
-# better-sqlite3 builds itself from source when it cannot download its prebuilt binary (as here,
-# without internet access): that build is its own, not ours, and `npm ci` already made it for the
-# same version and Node, so it is reused. Without it, better-sqlite3 is built here.
+step "better-sqlite3 and lz4 (their addons built beforehand) and the type checker"
+# better-sqlite3 and lz4 build themselves from source (better-sqlite3 cannot download its prebuilt
+# binary without internet access): those builds are theirs, not ours, and `npm ci` already made them
+# for the same versions and Node, so they are reused. Without them, they are built here.
 t=$SECONDS
-sqlite_node="$repo/node_modules/better-sqlite3/build/Release/better_sqlite3.node"
-if [ -f "$sqlite_node" ]; then
-  npm install --no-audit --no-fund --ignore-scripts "better-sqlite3@$(lockver better-sqlite3)" > "$work/deps.log" 2>&1 || { cat "$work/deps.log"; fail "installing better-sqlite3"; }
-  mkdir -p node_modules/better-sqlite3/build/Release
-  cp "$sqlite_node" node_modules/better-sqlite3/build/Release/
-else
-  npm install --no-audit --no-fund "better-sqlite3@$(lockver better-sqlite3)" > "$work/deps.log" 2>&1 || { cat "$work/deps.log"; fail "installing better-sqlite3"; }
-fi
-node -e "require('better-sqlite3')(':memory:').close()"
+for dep in better-sqlite3 lz4; do
+  built="$repo/node_modules/$dep/build/Release"
+  if [ -d "$built" ]; then
+    npm install --no-audit --no-fund --ignore-scripts "$dep@$(lockver "$dep")" >> "$work/deps.log" 2>&1 || { cat "$work/deps.log"; fail "installing $dep"; }
+    mkdir -p "node_modules/$dep/build"
+    cp -r "$built" "node_modules/$dep/build/"
+  else
+    npm install --no-audit --no-fund "$dep@$(lockver "$dep")" >> "$work/deps.log" 2>&1 || { cat "$work/deps.log"; fail "installing $dep"; }
+  fi
+done
+node -e "require('better-sqlite3')(':memory:').close(); require('lz4')"
 npm install --no-audit --no-fund --save-dev "typescript@$(lockver typescript)" "@types/node@$(lockver @types/node)" >> "$work/deps.log" 2>&1 || { cat "$work/deps.log"; fail "installing typescript"; }
 deps_s=$((SECONDS - t))
 
