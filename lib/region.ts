@@ -1,7 +1,9 @@
 import { availableParallelism } from 'node:os';
+import { constants as bufferConstants } from 'node:buffer';
 import { SnapshotError, fromNative, invalidArgument } from '../core/errors';
+import { optBoolean, optString, readOptions } from '../core/options';
 import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from '../core/native';
-import { Snapshot } from './snapshot';
+import { Snapshot, TOKEN } from './snapshot';
 import { Store, type PageSource } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';
 
@@ -46,8 +48,12 @@ export interface RegionOptions {
 }
 
 export interface RestoreOptions {
-  name: string;
+  /** Checked against the snapshot's region when given; the snapshot decides it otherwise. */
+  name?: string;
   snapshot: number | Snapshot;
+  /** `'pause'` (or `hugePages`) copies the snapshot in before returning instead of lazily. */
+  mode?: 'live' | 'pause';
+  hugePages?: boolean;
   faultAround?: number;
   faultAroundMax?: number;
   captureBudget?: number;
@@ -88,17 +94,29 @@ export interface RegionStats {
   pendingChunks: number;
 }
 
-const OPTION_KEYS = ['store', 'name', 'mode', 'hugePages', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'];
+const TUNING_KEYS = ['mode', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'] as const;
+const OPTION_KEYS = ['store', 'name', 'hugePages', ...TUNING_KEYS] as const;
 let unnamed = 0;
 
-function checkOptions(opts: unknown, keys: string[], where: string): void {
-  if (opts === null || typeof opts !== 'object') throw invalidArgument(`${where} options`, 'an object', opts);
-  for (const k of Object.keys(opts)) {
-    if (!keys.includes(k)) {
-      const near = keys.find((x) => x.toLowerCase() === k.toLowerCase());
-      throw new SnapshotError('INVALID_ARGUMENT', `Unknown option "${k}" for ${where}${near ? ` (did you mean "${near}"?)` : ''}`);
-    }
+/**
+ * The largest region: its bookkeeping (about 0.04% of its size, allocated up front) stays
+ * below ~450 MiB, and Node.js must be able to hold it in one ArrayBuffer (4 GiB on Node 20).
+ */
+export const MAX_REGION_BYTES = Math.min(2 ** 40, bufferConstants.MAX_LENGTH - (bufferConstants.MAX_LENGTH % CHUNK_SIZE));
+
+function checkSize(size: number, what: string): void {
+  if (size > MAX_REGION_BYTES) {
+    throw new SnapshotError('INVALID_ARGUMENT', `${what} of ${size} bytes is larger than the largest region (${MAX_REGION_BYTES} bytes)`, {
+      hint: MAX_REGION_BYTES < 2 ** 40
+        ? `Node.js ${process.version} holds at most ${bufferConstants.MAX_LENGTH} bytes in one ArrayBuffer: use a smaller region (or several), or Node.js 22+ (up to 1 TiB).`
+        : 'Regions hold at most 1 TiB: use several regions.',
+    });
   }
+}
+
+function checkStore(v: unknown): Store | undefined {
+  if (v !== undefined && !(v instanceof Store)) throw invalidArgument('store', 'a Store', v);
+  return v;
 }
 
 function checkPages(what: string, v: unknown, dflt: number): number {
@@ -109,14 +127,14 @@ function checkPages(what: string, v: unknown, dflt: number): number {
   return v as number;
 }
 
-function checkTuning(opts: { mode?: string; faultAround?: number; faultAroundMax?: number; captureBudget?: number; saverThreads?: number }): Tuning {
+function checkTuning(opts: { [K in (typeof TUNING_KEYS)[number]]?: unknown }): Tuning {
   if (opts.mode !== undefined && opts.mode !== 'live' && opts.mode !== 'pause') throw invalidArgument('mode', "'live' or 'pause'", opts.mode);
   const faultAround = checkPages('faultAround', opts.faultAround, 16);
   const faultAroundMax = checkPages('faultAroundMax', opts.faultAroundMax, Math.max(512, faultAround));
   if (faultAroundMax < faultAround) throw invalidArgument('faultAroundMax', `a power of two from faultAround (${faultAround}) to 512`, faultAroundMax);
-  const captureBudget = opts.captureBudget ?? 64 << 20;
+  const captureBudget = (opts.captureBudget ?? 64 << 20) as number;
   if (!Number.isSafeInteger(captureBudget) || captureBudget < 0) throw invalidArgument('captureBudget', 'a non-negative integer (bytes)', captureBudget);
-  const saverThreads = opts.saverThreads ?? (availableParallelism() > 1 ? 2 : 1);
+  const saverThreads = (opts.saverThreads ?? (availableParallelism() > 1 ? 2 : 1)) as number;
   if (!Number.isInteger(saverThreads) || saverThreads < 1 || saverThreads > 16) throw invalidArgument('saverThreads', 'an integer from 1 to 16', saverThreads);
   return { pauseMode: opts.mode === 'pause', faultAround, faultAroundMax, captureBudget, saverThreads };
 }
@@ -176,31 +194,39 @@ export class Region {
   }
 
   /** Maps `size` bytes of zero-filled memory (rounded up to 64 KiB). */
-  static alloc(size: number, opts: RegionOptions = {}): Region {
+  static alloc(size: number, options?: RegionOptions): Region {
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw invalidArgument('size', 'a positive integer (bytes)', size);
-    if (size > 2 ** 46) {
-      throw new SnapshotError('INVALID_ARGUMENT', `size ${size} is larger than the address space allows (64 TiB)`, { hint: 'Allocate a smaller region.' });
-    }
-    checkOptions(opts, OPTION_KEYS, 'Region.alloc');
-    const tuning = checkTuning(opts);
-    checkName(opts.name);
-    if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw invalidArgument('hugePages', 'a boolean', opts.hugePages);
     const rounded = Math.ceil(size / CHUNK_SIZE) * CHUNK_SIZE;
-    return new Region({ size: rounded, store: opts.store, name: opts.name, tuning, hugePages: opts.hugePages === true });
+    checkSize(rounded, 'a region');
+    const opts = readOptions(options, OPTION_KEYS, 'Region.alloc');
+    const tuning = checkTuning(opts);
+    const name = optString('name', opts.name);
+    const hugePages = optBoolean('hugePages', opts.hugePages);
+    return new Region({ size: rounded, store: checkStore(opts.store), name, tuning, hugePages: hugePages === true });
   }
 
   /**
    * Tracks an existing WebAssembly.Memory in place. Its size must be a multiple of 64 KiB,
    * which every wasm memory is.
    */
-  static attach(memory: WebAssembly.Memory, opts: RegionOptions = {}): Region {
-    if (!(memory instanceof WebAssembly.Memory)) throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
-    checkOptions(opts, OPTION_KEYS, 'Region.attach');
-    checkName(opts.name);
+  static attach(memory: WebAssembly.Memory, options?: RegionOptions): Region {
+    // The engine's own getter: a Proxy, or an object that only inherits from Memory.prototype,
+    // fails its brand check.
+    let buffer: ArrayBuffer | SharedArrayBuffer;
+    try {
+      buffer = memoryBuffer.call(memory);
+    } catch {
+      throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
+    }
+    const opts = readOptions(options, OPTION_KEYS, 'Region.attach');
+    const name = optString('name', opts.name);
     if (opts.hugePages) throw invalidArgument('hugePages', 'unset for an attached memory (the engine owns its pages)', opts.hugePages);
-    const size = memory.buffer.byteLength;
+    optBoolean('hugePages', opts.hugePages);
+    const tuning = checkTuning(opts);
+    const size = buffer.byteLength;
     if (size === 0) throw new SnapshotError('INVALID_ARGUMENT', 'the WebAssembly.Memory has no pages', { hint: 'Grow it to at least one page first.' });
-    return new Region({ size, store: opts.store, name: opts.name, tuning: checkTuning(opts), memory });
+    checkSize(size, 'a WebAssembly.Memory');
+    return new Region({ size, store: checkStore(opts.store), name, tuning, memory });
   }
 
   /**
@@ -209,25 +235,27 @@ export class Region {
    * `ready` resolves when all of it is in memory. The region's next snapshot is incremental
    * against the restored one.
    */
-  static restore(store: Store, opts: RestoreOptions): Region {
+  static restore(store: Store, options: RestoreOptions): Region {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
-    checkOptions(opts, ['name', 'snapshot', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
-    checkName(opts.name);
-    const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
-    return Region.fromPageSource(store._pageSource(checkSnapshotId(id)), opts);
+    const opts = readOptions(options, ['name', 'snapshot', 'hugePages', ...TUNING_KEYS], 'Region.restore');
+    const name = optString('name', opts.name);
+    const tuning = checkTuning(opts);
+    const hugePages = optBoolean('hugePages', opts.hugePages) === true;
+    return Region.fromPageSource(store._pageSource(store._snapshotId(opts.snapshot)), name, tuning, hugePages);
   }
 
   /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
-  private static fromPageSource(src: PageSource, opts: RestoreOptions): Region {
-    if (src.region !== opts.name) {
-      throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${opts.name}"`, {
-        hint: `Pass name: "${src.region}".`,
+  private static fromPageSource(src: PageSource, wanted: string | undefined, tuning: Tuning, hugePages: boolean): Region {
+    if (wanted !== undefined && src.region !== wanted) {
+      throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${wanted}"`, {
+        hint: `Pass name: "${src.region}", or leave name out.`,
       });
     }
-    const tuning = checkTuning(opts);
-    if (!src.fill) {
-      // Nothing to serve lazily: copy it in eagerly.
-      const region = new Region({ size: src.size, store: src.store, name: opts.name, tuning });
+    const name = src.region;
+    if (!src.fill || tuning.pauseMode || hugePages) {
+      // Copied in eagerly: nothing to serve lazily, or a region a lazy restore cannot fill (the
+      // kernel resolves pause mode's write faults itself; huge pages arrive 2 MiB at a time).
+      const region = new Region({ size: src.size, store: src.store, name, tuning, hugePages });
       try {
         region.restore(src.head);
       } catch (err) {
@@ -236,7 +264,7 @@ export class Region {
       }
       return region;
     }
-    const region = new Region({ size: src.size, store: src.store, name: opts.name, tuning, restoreLabel: src.label });
+    const region = new Region({ size: src.size, store: src.store, name, tuning, restoreLabel: src.label });
     region._head = src.head;
     region.source = native().region_source(region.handle!);
     region._ready = src.fill(region.source);
@@ -308,16 +336,19 @@ export class Region {
    * Freezes the region's contents at this instant and returns at once: the pages written
    * since the previous snapshot are saved in the background (or when next written).
    */
-  snapshot(opts: { label?: string } = {}): Snapshot {
+  snapshot(options?: { label?: string }): Snapshot {
     const h = this.h();
-    checkOptions(opts, ['label'], 'region.snapshot');
-    if (opts.label !== undefined && typeof opts.label !== 'string') throw invalidArgument('label', 'a string', opts.label);
+    const opts = readOptions(options, ['label'], 'region.snapshot');
+    if (opts.label !== undefined && (typeof opts.label !== 'string' || opts.label.length > 4096)) {
+      throw invalidArgument('label', 'a string of at most 4096 characters', opts.label);
+    }
+    const label = opts.label as string | undefined;
     const id = this.store._allocateId();
     const meta: SnapshotMeta = {
       id,
       regionId: this.key,
       parent: this._head,
-      label: opts.label ?? null,
+      label: label ?? null,
       createdAt: Date.now(),
       regionSize: this._size,
       full: this._head === null,
@@ -334,7 +365,7 @@ export class Region {
     }
     const persisted = this.store._track(meta, this.name, r.chunks);
     this._head = id;
-    return new Snapshot({
+    return new Snapshot(TOKEN, this.store, {
       id,
       label: meta.label,
       createdAt: new Date(meta.createdAt),
@@ -354,7 +385,7 @@ export class Region {
    */
   restore(snapshot: Snapshot | number): void {
     const h = this.h();
-    const id = checkSnapshotId(typeof snapshot === 'number' ? snapshot : snapshot instanceof Snapshot ? snapshot.id : snapshot);
+    const id = this.store._snapshotId(snapshot);
     if (id === this._head && !this.source) {
       // Back to where it last was, with everything needed decoded in memory: a fuzzer's loop.
       try {
@@ -480,6 +511,7 @@ export class Region {
     if (!this.handle) return;
     const h = this.handle;
     this.handle = undefined;
+    if (this.source) this.store._cancelFill(this.source);
     try {
       native().region_close(h);
     } finally {
@@ -489,13 +521,4 @@ export class Region {
   }
 }
 
-function checkName(name: unknown): void {
-  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 255)) {
-    throw invalidArgument('name', 'a non-empty string of at most 255 characters', name);
-  }
-}
-
-function checkSnapshotId(id: unknown): number {
-  if (!Number.isSafeInteger(id) || (id as number) < 1) throw invalidArgument('snapshot', 'a Snapshot or a positive integer id', id);
-  return id as number;
-}
+const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer')!.get! as (this: unknown) => ArrayBuffer | SharedArrayBuffer;

@@ -19,6 +19,8 @@ export class Persister {
   private workerDone: Int32Array | undefined;
   private mainWriter: StoreWriter | undefined;
   private pumping = false;
+  /** Something was handed to the writer since open: finishing must wait for it. */
+  private used = false;
 
   /** `nextId`: the id the next snapshot gets. */
   constructor(
@@ -47,6 +49,7 @@ export class Persister {
       this.st.inflight.set(meta.id, { meta, regionName, chunks, resolve, reject });
     });
     p.catch(() => {});  // failures surface where `persisted` is awaited, not as unhandled rejections
+    this.used = true;
     this.pumpWriter();
     return p;
   }
@@ -169,6 +172,13 @@ export class Persister {
       return;
     }
     if (!this.worker) return;
+    if (!this.used) {
+      // Never given anything to write (a store opened to read or gc): nothing to wait for.
+      this.port!.close();
+      void this.worker.terminate();
+      this.worker = undefined;
+      return;
+    }
     this.port!.postMessage('finish');
     while (Atomics.wait(this.workerDone!, 0, 0, 60_000) === 'timed-out') {
       process.emitWarning(`uffd-snapshot: still waiting for the store writer of ${this.st.path}`);
