@@ -8,7 +8,7 @@ async function main(): Promise<void> {
   const [file, seedArg, mibArg, perStepArg, keepArg] = process.argv.slice(2);
   const seed = Number(seedArg), size = Number(mibArg) << 20, perStep = Number(perStepArg);
   const store = Store.open(file!);
-  store.gc({ keep: Number(keepArg ?? 8) });  // a kill can land inside gc too
+  await store.gc({ keep: Number(keepArg ?? 8) });  // a kill can land inside gc too
   const region = Region.alloc(size, { store, name: 'crash' });
   const bytes = new Uint8Array(region.buffer);
   process.stdout.write(`ready ${seed}\n`);

@@ -17,7 +17,7 @@ import { native, type NativeRollbackSources } from '../core/native';
 import * as catalog from './catalog';
 import type { SnapshotInfo } from './catalog';
 import { rollbackSources, withSinkPinned } from './chunk-sources';
-import { deleteSnapshot, gc, type GcResult } from './delete';
+import { checkDeletable, gcInUse, type GcResult } from './delete';
 import { checkStoreFile, checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, takeWriterLock } from './open';
 import { Persister } from './persister';
 import { LocalRestore, type PageSource } from './restore';
@@ -46,9 +46,15 @@ export interface StoreOptions {
   checkpointBytes?: number;
   /** Largest the store file may grow, in bytes; past it `persisted` rejects with IO (SQLITE_FULL). Default: unlimited. */
   maxBytes?: number;
+  /**
+   * Retention: after each persisted snapshot, the writer deletes all but the newest `keep`
+   * snapshots of each region in the background (as `gc({ keep })`, off the main thread for a
+   * file store). At least 1. Default: keep everything.
+   */
+  keep?: number;
 }
 
-const OPTION_KEYS = ['readonly', 'create', 'batchBytes', 'checkpointBytes', 'maxBytes'] as const;
+const OPTION_KEYS = ['readonly', 'create', 'batchBytes', 'checkpointBytes', 'maxBytes', 'keep'] as const;
 
 export class Store {
   readonly path: string;
@@ -103,7 +109,7 @@ export class Store {
       regions: new Map(),
       rowCache: new Map(),
     };
-    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes);
+    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes, opts.keep);
     this.restorer = new LocalRestore(this.st);
   }
 
@@ -118,7 +124,9 @@ export class Store {
       batchBytes: optInteger('batchBytes', raw.batchBytes, 1),
       checkpointBytes: optInteger('checkpointBytes', raw.checkpointBytes, 1),
       maxBytes: optInteger('maxBytes', raw.maxBytes, 1),
+      keep: optInteger('keep', raw.keep, 1),
     };
+    if (opts.keep !== undefined && opts.readonly) throw invalidArgument('keep', 'unset for a read-only store', opts.keep);
     return new Store(file === ':memory:' ? file : path.resolve(file), opts);
   }
 
@@ -179,16 +187,18 @@ export class Store {
    * Deletes a snapshot. Its chunks move to its children (unless they store their own), so
    * every later snapshot stays restorable.
    */
-  delete(snapshot: number | Snapshot): void {
+  async delete(snapshot: number | Snapshot): Promise<void> {
     this.assertWritable();
-    deleteSnapshot(this.st, this._snapshotId(snapshot));
+    const id = this._snapshotId(snapshot);
+    checkDeletable(this.st, id);
+    await this.persister.run({ op: 'delete', id });
   }
 
   /**
    * Removes unreferenced data and, with `keep`, all but the newest `keep` complete snapshots
    * of each region (snapshots open regions stand on are kept).
    */
-  gc(options?: { keep?: number; force?: boolean }): GcResult {
+  async gc(options?: { keep?: number; force?: boolean }): Promise<GcResult> {
     this.assertWritable();
     const raw = readOptions(options, ['keep', 'force'], 'store.gc');
     const keep = optInteger('keep', raw.keep, 0);
@@ -197,7 +207,7 @@ export class Store {
         hint: 'Pass { keep: 0, force: true } to delete them all, or keep at least 1.',
       });
     }
-    return gc(this.st, { keep });
+    return (await this.persister.run({ op: 'gc', keep, inUse: gcInUse(this.st), compact: true }))!;
   }
 
   /**

@@ -22,9 +22,9 @@ export function registerGc(program: Command): void {
         if (opts.keep === 0 && !opts.force) {
           throw new CliError('USAGE', '--keep 0 would delete every snapshot', 'Pass --force with --keep 0 to delete them all, or keep at least 1.', EXIT_USAGE);
         }
-        return withStore(file, { write: true }, (store) => {
+        return withStore(file, { write: true }, async (store) => {
           const before = store.stats();
-          const r = store.gc(opts.keep === undefined ? {} : { keep: opts.keep, force: opts.force === true });
+          const r = await store.gc(opts.keep === undefined ? {} : { keep: opts.keep, force: opts.force === true });
           const after = store.stats();
           const result = {
             store: store.path,
