@@ -600,7 +600,7 @@ async function child(seed: number, from: number, to: number, only: string | unde
 
 function runBatch(seed: number, from: number, to: number, only: string | undefined, stallMs: number): Promise<{ results: Result[]; next: number }> {
   return new Promise((resolve) => {
-    const args = [__filename, '--child', String(seed), String(from), String(to), ...(only ? ['--only', only] : [])];
+    const args = [path.join(root, 'dist', 'scripts', 'fuzz-api.js'), '--child', String(seed), String(from), String(to), ...(only ? ['--only', only] : [])];
     const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const results: Result[] = [];
     let current = -1;
