@@ -171,7 +171,7 @@ export class Store {
     return catalog.latest(this.st, optString('region', region));
   }
 
-  /** One snapshot; NOT_FOUND when it does not exist or is not yet complete. */
+  /** One snapshot; NOT_PERSISTED while it is still being saved, NOT_FOUND when it does not exist. */
   info(snapshot: number | Snapshot): SnapshotInfo {
     this.assertOpen();
     return catalog.info(this.st, this._snapshotId(snapshot));
@@ -185,7 +185,8 @@ export class Store {
 
   /**
    * Deletes a snapshot. Its chunks move to its children (unless they store their own), so
-   * every later snapshot stays restorable.
+   * every later snapshot stays restorable. Runs on the store's writer thread (a file store)
+   * and resolves when committed.
    */
   async delete(snapshot: number | Snapshot): Promise<void> {
     this.assertWritable();
@@ -196,7 +197,9 @@ export class Store {
 
   /**
    * Removes unreferenced data and, with `keep`, all but the newest `keep` complete snapshots
-   * of each region (snapshots open regions stand on are kept).
+   * of each region (snapshots open regions stand on are kept). `keep: 0` deletes every
+   * snapshot and needs `force: true`. Runs on the store's writer thread (a file store), so the
+   * program keeps running; resolves with what was freed.
    */
   async gc(options?: { keep?: number; force?: boolean }): Promise<GcResult> {
     this.assertWritable();
@@ -227,7 +230,12 @@ export class Store {
     return catalog.storeStats(this.st);
   }
 
-  /** Waits until every snapshot taken so far is durable, then closes. Closes the store's regions first. */
+  /**
+   * Closes the store's regions, waits until every snapshot taken so far is durable and every
+   * delete/gc has run, then closes. It blocks the calling thread for that long (typically tens
+   * of milliseconds for a file store; await the `persisted` promises first to wait without
+   * blocking). Idempotent.
+   */
   close(): void {
     if (this.closed) return;
     for (const r of [...this.st.regions.values()]) (r as unknown as { close(): void }).close();
