@@ -104,6 +104,10 @@ function fromErrno(errno: number, syscall: string, msg: string, cause: unknown):
 
 /** `Expected X for Y but received Z`. */
 export function invalidArgument(what: string, expected: string, got: unknown): SnapshotError {
-  const desc = got === null ? 'null' : typeof got === 'object' ? Object.prototype.toString.call(got).slice(8, -1) : `${String(got)} (${typeof got})`;
+  const desc =
+    got === null ? 'null'
+    : typeof got === 'object' || typeof got === 'function' ? Object.prototype.toString.call(got).slice(8, -1)
+    : typeof got === 'string' && got.length > 60 ? `a string of ${got.length} characters`
+    : `${typeof got === 'string' ? JSON.stringify(got) : String(got)} (${typeof got})`;
   return new SnapshotError('INVALID_ARGUMENT', `Expected ${expected} for ${what} but received ${desc}`);
 }

@@ -1,8 +1,10 @@
 import { availableParallelism } from 'node:os';
+import { constants as bufferConstants } from 'node:buffer';
 import { SnapshotError, fromNative, invalidArgument } from '../core/errors';
+import { optBoolean, optString, readOptions } from '../core/options';
 import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from '../core/native';
 import { checkPrefetch, nextRecording, prefetchPlan, type PrefetchMode } from './prefetch';
-import { Snapshot } from './snapshot';
+import { Snapshot, TOKEN } from './snapshot';
 import { Store, type PageSource } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';
 
@@ -47,13 +49,13 @@ export interface RegionOptions {
 }
 
 export interface RestoreOptions {
-  /** The region the snapshot is of. */
-  name: string;
+  /** The region the snapshot is of: checked against the snapshot when given; the snapshot decides it otherwise. */
+  name?: string;
   snapshot: number | Snapshot;
   /**
    * Open the snapshot as a clone: a new region of this name whose history starts at the
    * snapshot (its snapshots are stored under this name, the first one incremental against
-   * it). Any number of clones of one snapshot may be open at once. Default: `name`.
+   * it). Any number of clones of one snapshot may be open at once. Default: the snapshot's region.
    */
   as?: string;
   /**
@@ -63,10 +65,22 @@ export interface RestoreOptions {
    * everything by address; `'none'` only what is touched (`ready` then waits for it all).
    */
   prefetch?: PrefetchMode;
+  /** `'pause'` (or `hugePages`) copies the snapshot in before returning instead of lazily. */
+  mode?: 'live' | 'pause';
+  hugePages?: boolean;
   faultAround?: number;
   faultAroundMax?: number;
   captureBudget?: number;
   saverThreads?: number;
+}
+
+/** Region.restore's options, read once and checked. */
+interface RestoreChoice {
+  wanted: string | undefined;
+  as: string | undefined;
+  prefetch: PrefetchMode | undefined;
+  tuning: Tuning;
+  hugePages: boolean;
 }
 
 interface Tuning {
@@ -103,17 +117,29 @@ export interface RegionStats {
   pendingChunks: number;
 }
 
-const OPTION_KEYS = ['store', 'name', 'mode', 'hugePages', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'];
+const TUNING_KEYS = ['mode', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'] as const;
+const OPTION_KEYS = ['store', 'name', 'hugePages', ...TUNING_KEYS] as const;
 let unnamed = 0;
 
-function checkOptions(opts: unknown, keys: string[], where: string): void {
-  if (opts === null || typeof opts !== 'object') throw invalidArgument(`${where} options`, 'an object', opts);
-  for (const k of Object.keys(opts)) {
-    if (!keys.includes(k)) {
-      const near = keys.find((x) => x.toLowerCase() === k.toLowerCase());
-      throw new SnapshotError('INVALID_ARGUMENT', `Unknown option "${k}" for ${where}${near ? ` (did you mean "${near}"?)` : ''}`);
-    }
+/**
+ * The largest region: its bookkeeping (about 0.04% of its size, allocated up front) stays
+ * below ~450 MiB, and Node.js must be able to hold it in one ArrayBuffer (4 GiB on Node 20).
+ */
+export const MAX_REGION_BYTES = Math.min(2 ** 40, bufferConstants.MAX_LENGTH - (bufferConstants.MAX_LENGTH % CHUNK_SIZE));
+
+function checkSize(size: number, what: string): void {
+  if (size > MAX_REGION_BYTES) {
+    throw new SnapshotError('INVALID_ARGUMENT', `${what} of ${size} bytes is larger than the largest region (${MAX_REGION_BYTES} bytes)`, {
+      hint: MAX_REGION_BYTES < 2 ** 40
+        ? `Node.js ${process.version} holds at most ${bufferConstants.MAX_LENGTH} bytes in one ArrayBuffer: use a smaller region (or several), or Node.js 22+ (up to 1 TiB).`
+        : 'Regions hold at most 1 TiB: use several regions.',
+    });
   }
+}
+
+function checkStore(v: unknown): Store | undefined {
+  if (v !== undefined && !(v instanceof Store)) throw invalidArgument('store', 'a Store', v);
+  return v;
 }
 
 function checkPages(what: string, v: unknown, dflt: number): number {
@@ -124,14 +150,14 @@ function checkPages(what: string, v: unknown, dflt: number): number {
   return v as number;
 }
 
-function checkTuning(opts: { mode?: string; faultAround?: number; faultAroundMax?: number; captureBudget?: number; saverThreads?: number }): Tuning {
+function checkTuning(opts: { [K in (typeof TUNING_KEYS)[number]]?: unknown }): Tuning {
   if (opts.mode !== undefined && opts.mode !== 'live' && opts.mode !== 'pause') throw invalidArgument('mode', "'live' or 'pause'", opts.mode);
   const faultAround = checkPages('faultAround', opts.faultAround, 16);
   const faultAroundMax = checkPages('faultAroundMax', opts.faultAroundMax, Math.max(512, faultAround));
   if (faultAroundMax < faultAround) throw invalidArgument('faultAroundMax', `a power of two from faultAround (${faultAround}) to 512`, faultAroundMax);
-  const captureBudget = opts.captureBudget ?? 64 << 20;
+  const captureBudget = (opts.captureBudget ?? 64 << 20) as number;
   if (!Number.isSafeInteger(captureBudget) || captureBudget < 0) throw invalidArgument('captureBudget', 'a non-negative integer (bytes)', captureBudget);
-  const saverThreads = opts.saverThreads ?? (availableParallelism() > 1 ? 2 : 1);
+  const saverThreads = (opts.saverThreads ?? (availableParallelism() > 1 ? 2 : 1)) as number;
   if (!Number.isInteger(saverThreads) || saverThreads < 1 || saverThreads > 16) throw invalidArgument('saverThreads', 'an integer from 1 to 16', saverThreads);
   return { pauseMode: opts.mode === 'pause', faultAround, faultAroundMax, captureBudget, saverThreads };
 }
@@ -205,31 +231,39 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
   }
 
   /** Maps `size` bytes of zero-filled memory (rounded up to 64 KiB). */
-  static alloc(size: number, opts: RegionOptions = {}): Region<ArrayBuffer> {
+  static alloc(size: number, options?: RegionOptions): Region<ArrayBuffer> {
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw invalidArgument('size', 'a positive integer (bytes)', size);
-    if (size > 2 ** 46) {
-      throw new SnapshotError('INVALID_ARGUMENT', `size ${size} is larger than the address space allows (64 TiB)`, { hint: 'Allocate a smaller region.' });
-    }
-    checkOptions(opts, OPTION_KEYS, 'Region.alloc');
-    const tuning = checkTuning(opts);
-    checkName(opts.name);
-    if (opts.hugePages !== undefined && typeof opts.hugePages !== 'boolean') throw invalidArgument('hugePages', 'a boolean', opts.hugePages);
     const rounded = Math.ceil(size / CHUNK_SIZE) * CHUNK_SIZE;
-    return new Region<ArrayBuffer>({ size: rounded, store: opts.store, name: opts.name, tuning, hugePages: opts.hugePages === true });
+    checkSize(rounded, 'a region');
+    const opts = readOptions(options, OPTION_KEYS, 'Region.alloc');
+    const tuning = checkTuning(opts);
+    const name = optString('name', opts.name);
+    const hugePages = optBoolean('hugePages', opts.hugePages);
+    return new Region<ArrayBuffer>({ size: rounded, store: checkStore(opts.store), name, tuning, hugePages: hugePages === true });
   }
 
   /**
    * Tracks an existing WebAssembly.Memory in place. Its size must be a multiple of 64 KiB,
    * which every wasm memory is.
    */
-  static attach<B extends ArrayBuffer | SharedArrayBuffer>(memory: WasmMemory<B>, opts: RegionOptions = {}): Region<B> {
-    if (!(memory instanceof WebAssembly.Memory)) throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
-    checkOptions(opts, OPTION_KEYS, 'Region.attach');
-    checkName(opts.name);
+  static attach<B extends ArrayBuffer | SharedArrayBuffer>(memory: WasmMemory<B>, options?: RegionOptions): Region<B> {
+    // The engine's own getter: a Proxy, or an object that only inherits from Memory.prototype,
+    // fails its brand check.
+    let buffer: ArrayBuffer | SharedArrayBuffer;
+    try {
+      buffer = memoryBuffer.call(memory);
+    } catch {
+      throw invalidArgument('memory', 'a WebAssembly.Memory', memory);
+    }
+    const opts = readOptions(options, OPTION_KEYS, 'Region.attach');
+    const name = optString('name', opts.name);
     if (opts.hugePages) throw invalidArgument('hugePages', 'unset for an attached memory (the engine owns its pages)', opts.hugePages);
-    const size = memory.buffer.byteLength;
+    optBoolean('hugePages', opts.hugePages);
+    const tuning = checkTuning(opts);
+    const size = buffer.byteLength;
     if (size === 0) throw new SnapshotError('INVALID_ARGUMENT', 'the WebAssembly.Memory has no pages', { hint: 'Grow it to at least one page first.' });
-    return new Region({ size, store: opts.store, name: opts.name, tuning: checkTuning(opts), memory });
+    checkSize(size, 'a WebAssembly.Memory');
+    return new Region({ size, store: checkStore(opts.store), name, tuning, memory });
   }
 
   /**
@@ -238,28 +272,32 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
    * `ready` resolves when all of it is in memory. The region's next snapshot is incremental
    * against the restored one.
    */
-  static restore(store: Store, opts: RestoreOptions): Region<ArrayBuffer> {
+  static restore(store: Store, options: RestoreOptions): Region<ArrayBuffer> {
     if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
-    checkOptions(opts, ['name', 'snapshot', 'as', 'prefetch', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
-    checkName(opts.name);
-    if (opts.as !== undefined) checkName(opts.as, 'as');
-    const name = opts.as ?? opts.name;
-    const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
-    return Region.fromPageSource(store._pageSource(checkSnapshotId(id)), opts, name);
+    const opts = readOptions(options, ['name', 'snapshot', 'as', 'prefetch', 'hugePages', ...TUNING_KEYS], 'Region.restore');
+    const restore: RestoreChoice = {
+      wanted: optString('name', opts.name),
+      as: optString('as', opts.as),
+      prefetch: checkPrefetch(opts.prefetch),
+      tuning: checkTuning(opts),
+      hugePages: optBoolean('hugePages', opts.hugePages) === true,
+    };
+    return Region.fromPageSource(store._pageSource(store._snapshotId(opts.snapshot)), restore);
   }
 
   /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
-  private static fromPageSource(src: PageSource, opts: RestoreOptions, name: string): Region<ArrayBuffer> {
-    const prefetch = checkPrefetch(opts.prefetch);
-    if (src.region !== opts.name) {
-      throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${opts.name}"`, {
-        hint: `Pass name: "${src.region}".`,
+  private static fromPageSource(src: PageSource, o: RestoreChoice): Region<ArrayBuffer> {
+    if (o.wanted !== undefined && src.region !== o.wanted) {
+      throw new SnapshotError('REGION_MISMATCH', `snapshot ${src.head} is of region "${src.region}", not "${o.wanted}"`, {
+        hint: `Pass name: "${src.region}", or leave name out.`,
       });
     }
-    const tuning = checkTuning(opts);
-    if (!src.fill) {
-      // Nothing to serve lazily: copy it in eagerly.
-      const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, name, tuning });
+    const name = o.as ?? src.region;
+    const tuning = o.tuning;
+    if (!src.fill || tuning.pauseMode || o.hugePages) {
+      // Copied in eagerly: nothing to serve lazily, or a region a lazy restore cannot fill (the
+      // kernel resolves pause mode's write faults itself; huge pages arrive 2 MiB at a time).
+      const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, name, tuning, hugePages: o.hugePages });
       region.origin = src.head;
       try {
         region.restore(src.head);
@@ -275,7 +313,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
     region.origin = src.head;
     region.source = native().region_source(region.handle!);
     const recording = src.workingSet?.() ?? null;
-    const plan = prefetchPlan(prefetch, recording);
+    const plan = prefetchPlan(o.prefetch, recording);
     native().source_set_order(region.source, plan.order, plan.prefetch);
     region.recording = { source: region.source, prev: recording, usedPrev: plan.order.length > 0, keep: src.recordWorkingSet };
     region.traceSource = region.source;
@@ -351,9 +389,9 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
    * Freezes the region's contents at this instant and returns at once: the pages written
    * since the previous snapshot are saved in the background (or when next written).
    */
-  snapshot(opts: { label?: string } = {}): Snapshot {
+  snapshot(options?: { label?: string }): Snapshot {
     const h = this.h();
-    return this.take(h, checkLabel(opts, 'region.snapshot'), false);
+    return this.take(h, checkLabel(options, 'region.snapshot'), false);
   }
 
   /**
@@ -363,9 +401,9 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
    * member is protected. Pause mode copies member by member: the cut is consistent when no
    * other thread writes the members meanwhile (docs/api.md). Returns the snapshots in order.
    */
-  static snapshotAll(regions: readonly Region[], opts: { label?: string } = {}): Snapshot[] {
+  static snapshotAll(regions: readonly Region[], options?: { label?: string }): Snapshot[] {
     if (!Array.isArray(regions) || regions.length === 0) throw invalidArgument('regions', 'a non-empty array of Regions', regions);
-    const label = checkLabel(opts, 'Region.snapshotAll');
+    const label = checkLabel(options, 'Region.snapshotAll');
     const handles: RegionHandle[] = [];
     const seen = new Set<Region>();
     for (const [i, r] of regions.entries()) {
@@ -412,7 +450,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
     }
     const persisted = this.store._track(meta, this.name, r.chunks);
     this._head = id;
-    return new Snapshot({
+    return new Snapshot(TOKEN, this.store, {
       id,
       label: meta.label,
       createdAt: new Date(meta.createdAt),
@@ -432,7 +470,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
    */
   restore(snapshot: Snapshot | number): void {
     const h = this.h();
-    const id = checkSnapshotId(typeof snapshot === 'number' ? snapshot : snapshot instanceof Snapshot ? snapshot.id : snapshot);
+    const id = this.store._snapshotId(snapshot);
     if (id === this._head && !this.source) {
       // Back to where it last was, with everything needed decoded in memory: a fuzzer's loop.
       try {
@@ -580,6 +618,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
     if (this.recording) this.saveRecording();
     const h = this.handle;
     this.handle = undefined;
+    if (this.source) this.store._cancelFill(this.source);
     try {
       native().region_close(h);
     } finally {
@@ -589,19 +628,12 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
   }
 }
 
-function checkLabel(opts: { label?: string }, where: string): string | null {
-  checkOptions(opts, ['label'], where);
-  if (opts.label !== undefined && typeof opts.label !== 'string') throw invalidArgument('label', 'a string', opts.label);
-  return opts.label ?? null;
-}
-
-function checkName(name: unknown, what = 'name'): void {
-  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 255)) {
-    throw invalidArgument(what, 'a non-empty string of at most 255 characters', name);
+function checkLabel(options: unknown, where: string): string | null {
+  const opts = readOptions(options, ['label'], where);
+  if (opts.label !== undefined && (typeof opts.label !== 'string' || opts.label.length > 4096)) {
+    throw invalidArgument('label', 'a string of at most 4096 characters', opts.label);
   }
+  return (opts.label as string | undefined) ?? null;
 }
 
-function checkSnapshotId(id: unknown): number {
-  if (!Number.isSafeInteger(id) || (id as number) < 1) throw invalidArgument('snapshot', 'a Snapshot or a positive integer id', id);
-  return id as number;
-}
+const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer')!.get! as (this: unknown) => ArrayBuffer | SharedArrayBuffer;

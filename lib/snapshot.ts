@@ -1,4 +1,14 @@
+import { SnapshotError } from '../core/errors';
 import type { SnapshotInfo } from '../store/store';
+
+const owners = new WeakMap<Snapshot, object>();
+/** @internal */
+export const TOKEN = Symbol('Snapshot');
+
+/** The store a Snapshot was taken on: a Snapshot is only accepted by that store. */
+export function snapshotStore(s: Snapshot): object | undefined {
+  return owners.get(s);
+}
 
 /** A point-in-time copy of a region, returned by `region.snapshot()`. */
 export class Snapshot {
@@ -20,8 +30,14 @@ export class Snapshot {
   /** Resolves when every page of the snapshot is durable in the store; rejects with SNAPSHOT_FAILED otherwise. */
   readonly persisted: Promise<SnapshotInfo>;
 
-  /** @internal */
-  constructor(fields: Omit<Snapshot, never>) {
+  /** @internal Snapshots are made by `region.snapshot()`. */
+  constructor(token: unknown, store: object, fields: Omit<Snapshot, never>) {
+    if (token !== TOKEN) {
+      throw new SnapshotError('INVALID_ARGUMENT', 'Snapshot objects are made by region.snapshot(), not constructed', {
+        hint: 'Take one with region.snapshot(), or pass a snapshot id where a snapshot is expected.',
+      });
+    }
+    owners.set(this, store);
     this.id = fields.id;
     this.label = fields.label;
     this.createdAt = fields.createdAt;

@@ -150,6 +150,39 @@ uint64_t HashFromValue(const Napi::Value& v) {
   return h;
 }
 
+// The ArrayBuffer co-owns the mapping: memory stays valid for as long as JS can reach it.
+// Node may run the finalizer itself when it cannot make the buffer (Node 20 does for lengths
+// above buffer.constants.MAX_LENGTH) and node-addon-api then frees its own wrapper again: so
+// the raw N-API call, and an owner registry that makes releasing an owner idempotent.
+std::mutex gOwnersMu;
+std::set<std::shared_ptr<Mapping>*> gOwners;
+
+void ReleaseOwner(std::shared_ptr<Mapping>* o) {
+  {
+    std::lock_guard<std::mutex> lock(gOwnersMu);
+    if (gOwners.erase(o) == 0) return;
+  }
+  delete o;
+}
+
+Napi::ArrayBuffer MappingBuffer(Napi::Env env, const std::shared_ptr<Mapping>& mapping) {
+  auto* owner = new std::shared_ptr<Mapping>(mapping);
+  {
+    std::lock_guard<std::mutex> lock(gOwnersMu);
+    gOwners.insert(owner);
+  }
+  napi_value value;
+  napi_status status = napi_create_external_arraybuffer(
+      env, mapping->base(), mapping->size(),
+      [](napi_env, void*, void* hint) { ReleaseOwner(static_cast<std::shared_ptr<Mapping>*>(hint)); }, owner, &value);
+  if (status != napi_ok) {
+    ReleaseOwner(owner);
+    if (env.IsExceptionPending()) env.GetAndClearPendingException();
+    throw NativeError(env, "INVALID", "the region is larger than this Node.js can hold in one ArrayBuffer");
+  }
+  return Napi::ArrayBuffer(env, value);
+}
+
 // ---- exports ----
 
 Napi::Value ProbeUffd(const Napi::CallbackInfo& info) {
@@ -200,14 +233,7 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
     }
     handle->region = std::make_unique<Region>(ro);
     if (handle->region->source()) handle->sourceId = gSources.Add(handle->region->source());
-    if (handle->mapping) {
-      // The ArrayBuffer co-owns the mapping: memory stays valid for as long as JS can reach it.
-      auto* owner = new std::shared_ptr<Mapping>(handle->mapping);
-      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, ro.base, ro.size,
-                                                    [](Napi::Env, void*, std::shared_ptr<Mapping>* o) { delete o; },
-                                                    owner);
-      handle->buffer = Napi::Persistent(ab);
-    }
+    if (handle->mapping) handle->buffer = Napi::Persistent(MappingBuffer(env, handle->mapping));
     EnvData* envData = env.GetInstanceData<EnvData>();
     handle->envData = envData;
     envData->regions.insert(handle.get());

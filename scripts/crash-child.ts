@@ -8,7 +8,8 @@ async function main(): Promise<void> {
   const [file, seedArg, mibArg, perStepArg, keepArg] = process.argv.slice(2);
   const seed = Number(seedArg), size = Number(mibArg) << 20, perStep = Number(perStepArg);
   const store = Store.open(file!);
-  store.gc({ keep: Number(keepArg ?? 8) });  // a kill can land inside gc too
+  // On the writer, in order with the first batches: a kill can land inside gc too.
+  store.gc({ keep: Number(keepArg ?? 8) }).catch((err) => process.stderr.write(`crash-child: gc: ${String(err)}\n`));
   const region = Region.alloc(size, { store, name: 'crash' });
   const bytes = new Uint8Array(region.buffer);
   process.stdout.write(`ready ${seed}\n`);

@@ -82,7 +82,7 @@ export async function soak(seed: number, ops: number, size = 1 << 20): Promise<S
           if (id === undefined || id === region.head) break;
           await snaps.get(id)!.persisted;
           try {
-            store.delete(id);
+            await store.delete(id);
             snaps.delete(id);
           } catch (e) {
             if (!(e instanceof SnapshotError) || !['NOT_PERSISTED', 'SNAPSHOT_IN_USE'].includes(e.code)) throw e;
@@ -91,7 +91,7 @@ export async function soak(seed: number, ops: number, size = 1 << 20): Promise<S
         }
         case 'gc': {
           await Promise.all([...snaps.values()].map((s) => s.persisted));
-          const res = store.gc(rand() < 0.5 ? { keep: 3 + int(5) } : {});
+          const res = await store.gc(rand() < 0.5 ? { keep: 3 + int(5) } : {});
           for (const id of res.deletedSnapshots) snaps.delete(id);
           break;
         }

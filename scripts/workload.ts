@@ -11,7 +11,7 @@ export function rng(seed: number): () => number {
   };
 }
 
-function mix(a: number, b: number, c: number): number {
+export function mix(a: number, b: number, c: number): number {
   let h = (Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x632be5ab, 0xc2b2ae35) ^ Math.imul(c + 0x27d4eb2f, 0x165667b1)) >>> 0;
   h ^= h >>> 15;
   h = Math.imul(h, 0x2c1b3c6d) >>> 0;

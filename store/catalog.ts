@@ -43,21 +43,56 @@ export function rowToInfo(r: SnapshotRow): SnapshotInfo {
   };
 }
 
-export function selectSnapshots(st: StoreState, where: string): Database.Statement {
+export function selectSnapshots(st: StoreState, where: string, order = 'ORDER BY s.id'): Database.Statement {
   return st.db.prepare(
     `SELECT s.id, r.name AS region, s.parent_id, s.label, s.created_at, s.complete, s.chunks, s.raw_bytes,
             s.stored_bytes, s.unique_bytes, s.region_size, s.full
-     FROM snapshots s JOIN regions r ON r.id = s.region_id ${where} ORDER BY s.id`,
+     FROM snapshots s JOIN regions r ON r.id = s.region_id ${where} ${order}`,
   );
 }
 
 /** Snapshots in id order: committed ones, plus this process's in-flight ones with { all: true }. */
 export function list(st: StoreState, opts: { region?: string; all?: boolean } = {}): SnapshotInfo[] {
+  let infos: SnapshotInfo[];
   try {
     const rows = (opts.region === undefined
       ? selectSnapshots(st, opts.all ? '' : 'WHERE s.complete = 1').all()
       : selectSnapshots(st, `WHERE r.name = ? ${opts.all ? '' : 'AND s.complete = 1'}`).all(opts.region)) as SnapshotRow[];
-    return rows.map(rowToInfo);
+    infos = rows.map(rowToInfo);
+  } catch (err) {
+    throw sqliteError(err, st.path);
+  }
+  if (!opts.all) return infos;
+  // Taken in this process, but not yet recorded by the writer.
+  const listed = new Set(infos.map((i) => i.id));
+  for (const f of st.inflight.values()) {
+    if (listed.has(f.meta.id) || (opts.region !== undefined && f.regionName !== opts.region)) continue;
+    infos.push({
+      id: f.meta.id,
+      region: f.regionName,
+      parent: f.meta.parent,
+      label: f.meta.label,
+      createdAt: new Date(f.meta.createdAt),
+      complete: false,
+      pages: f.chunks.length * (CHUNK_SIZE / 4096),
+      chunks: f.chunks.length,
+      rawBytes: f.chunks.length * CHUNK_SIZE,
+      storedBytes: 0,
+      uniqueBytes: 0,
+      regionSize: f.meta.regionSize,
+      full: f.meta.full,
+    });
+  }
+  return infos.sort((a, b) => a.id - b.id);
+}
+
+/** The newest complete snapshot (of `region` when given), or null. */
+export function latest(st: StoreState, region?: string): SnapshotInfo | null {
+  try {
+    const row = (region === undefined
+      ? selectSnapshots(st, 'WHERE s.complete = 1', 'ORDER BY s.id DESC LIMIT 1').get()
+      : selectSnapshots(st, 'WHERE r.name = ? AND s.complete = 1', 'ORDER BY s.id DESC LIMIT 1').get(region)) as SnapshotRow | undefined;
+    return row ? rowToInfo(row) : null;
   } catch (err) {
     throw sqliteError(err, st.path);
   }

@@ -6,6 +6,116 @@ import { SnapshotError } from '../core/errors';
 
 const openWriters = new Set<string>();
 
+// ---- what a store path may name, checked before SQLite opens it: SQLite would block forever
+// on a FIFO, throw raw errors on a directory or /proc file, and leave -journal/-wal files next
+// to anything it is pointed at ----
+
+const SQLITE_HEADER = 'SQLite format 3\0';
+
+// statfs(2) magic numbers of file systems whose files are not storage.
+const PSEUDO_FS: Record<number, string> = {
+  0x9fa0: 'procfs',
+  0x62656572: 'sysfs',
+  0x64626720: 'debugfs',
+  0x74726163: 'tracefs',
+  0x63677270: 'cgroup2',
+  0x27e0eb: 'cgroup',
+  0x73636673: 'securityfs',
+  0xcafe4a11: 'bpffs',
+  0x62656570: 'configfs',
+  0x1cd1: 'devpts',
+  0x6e736673: 'nsfs',
+  0x50495045: 'pipefs',
+};
+
+function kind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function notAStore(file: string, why: string): SnapshotError {
+  return new SnapshotError('NOT_A_STORE', `${file} is ${why}, not a uffd-snapshot store`, {
+    hint: 'Pass the path of a store file created by Store.open(), or a new path to create one.',
+  });
+}
+
+function ioError(file: string, err: unknown, doing: string): SnapshotError {
+  const e = err as NodeJS.ErrnoException;
+  const hint =
+    e.code === 'EACCES' || e.code === 'EPERM' ? 'Check the permissions of the file and its directory.'
+    : e.code === 'ENOTDIR' ? 'A component of the path is not a directory.'
+    : e.code === 'EIO' ? 'The disk (or the file system) failed: check it.'
+    : undefined;
+  return new SnapshotError('IO', `cannot ${doing} ${file}: ${e.message}`, { hint, cause: err });
+}
+
+/**
+ * Checks that `file` is a regular file that may be a store, or (when `create`) that it does not
+ * exist yet, in which case it is created with mode 0600. Returns true when it was created.
+ * Rejects directories, FIFOs, devices, sockets, files of pseudo file systems (/proc, /sys),
+ * non-empty files without the SQLite header, and, unless `create`, empty files.
+ */
+export function checkStoreFile(file: string, opts: { readonly: boolean; create: boolean }): boolean {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== 'ENOENT') throw ioError(file, err, 'open');
+    if (opts.readonly || !opts.create) {
+      throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path.' });
+    }
+    try {
+      fs.closeSync(fs.openSync(file, 'wx', 0o600));  // SQLite gives -wal and -shm the same mode
+      return true;
+    } catch (err2) {
+      const e2 = err2 as NodeJS.ErrnoException;
+      if (e2.code !== 'EEXIST') {
+        throw new SnapshotError('IO', `cannot create ${file}: ${e2.message}`, { hint: 'Check that the directory exists and is writable.', cause: err2 });
+      }
+      return checkStoreFile(file, { ...opts, create: false });  // raced with another creator
+    }
+  }
+  if (!st.isFile()) throw notAStore(file, kind(st));
+  let fsType = 0;
+  try {
+    fsType = Number(fs.statfsSync(file).type);
+  } catch {
+    // statfs is only a guard against pseudo files: the header read below still runs
+  }
+  if (PSEUDO_FS[fsType]) throw notAStore(file, `a ${PSEUDO_FS[fsType]} file`);
+  if (st.size === 0) {
+    if (opts.create && !opts.readonly) return false;  // a new empty file becomes a store
+    throw notAStore(file, 'an empty file');
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  } catch (err) {
+    throw ioError(file, err, 'open');
+  }
+  try {
+    const again = fs.fstatSync(fd);
+    if (!again.isFile()) throw notAStore(file, kind(again));  // replaced since the stat
+    const b = Buffer.alloc(16);
+    let n: number;
+    try {
+      n = fs.readSync(fd, b, 0, 16, 0);
+    } catch (err) {
+      throw ioError(file, err, 'read');
+    }
+    if (n < 16 || b.toString('latin1') !== SQLITE_HEADER) throw notAStore(file, 'a file without the SQLite header');
+  } finally {
+    fs.closeSync(fd);
+  }
+  return false;
+}
+
+
 /** True when the file starts with the SQLite header (a damaged database rather than a foreign file). */
 function hasSqliteHeader(file: string): boolean {
   try {
@@ -35,7 +145,12 @@ export function checkTruncation(file: string): void {
   }
   try {
     const h = Buffer.alloc(100);
-    const n = fs.readSync(fd, h, 0, 100, 0);
+    let n: number;
+    try {
+      n = fs.readSync(fd, h, 0, 100, 0);
+    } catch (err) {
+      throw new SnapshotError('IO', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    }
     if (n < 16 || h.toString('latin1', 0, 16) !== 'SQLite format 3\0') return;
     const size = fs.fstatSync(fd).size;
     if (n < 100) {

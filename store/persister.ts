@@ -6,10 +6,11 @@ import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from '
 import { SnapshotError } from '../core/errors';
 import { native, packageRoot } from '../core/native';
 import { rowToInfo, selectSnapshots, type SnapshotInfo, type SnapshotRow } from './catalog';
+import { gcInUse, runJob, type GcResult, type JobOutcome, type StoreJob } from './delete';
 import { maxPages, sqliteError } from './open';
 import type { StoreState } from './state';
 import { StoreWriter, batchIsEmpty, type SnapshotMeta, type WriteResult } from './writer';
-import type { WriterMessage } from './writer-worker';
+import type { WriterMessage, WriterRequest } from './writer-worker';
 
 export class Persister {
   private closed = false;
@@ -19,6 +20,12 @@ export class Persister {
   private workerDone: Int32Array | undefined;
   private mainWriter: StoreWriter | undefined;
   private pumping = false;
+  /** Something was handed to the writer since open: finishing must wait for it. */
+  private used = false;
+  /** Deletes and gcs handed to the writer, by job number. */
+  private readonly jobs = new Map<number, { resolve: (r: GcResult | null) => void; reject: (e: SnapshotError) => void }>();
+  private nextJob = 1;
+  private retaining = false;
 
   /** `nextId`: the id the next snapshot gets. */
   constructor(
@@ -27,6 +34,8 @@ export class Persister {
     private readonly batchBytes: number,
     private readonly checkpointBytes: number,
     private readonly maxBytes: number | undefined,
+    /** Retention: after each persisted snapshot, gc({ keep }) in the background. */
+    private readonly keep?: number,
   ) {
     // Started now rather than in the first snapshot()'s pause; idle, it keeps nothing alive.
     if (!st.readonly && !st.memory) {
@@ -47,8 +56,49 @@ export class Persister {
       this.st.inflight.set(meta.id, { meta, regionName, chunks, resolve, reject });
     });
     p.catch(() => {});  // failures surface where `persisted` is awaited, not as unhandled rejections
+    this.used = true;
     this.pumpWriter();
     return p;
+  }
+
+  /**
+   * Runs a delete or gc on the writer: its thread for a file store (the program never waits
+   * on it), in order with the batches it commits; this thread for ':memory:'.
+   */
+  run(job: StoreJob): Promise<GcResult | null> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    if (this.closed) return Promise.reject(new SnapshotError('CLOSED', `store ${this.st.path} is closed`));
+    this.used = true;
+    if (this.st.memory) return this.settle(runJob(this.st.db, this.st.path, true, job));
+    if (!this.worker) this.startWorker();
+    const n = this.nextJob++;
+    const p = new Promise<GcResult | null>((resolve, reject) => this.jobs.set(n, { resolve, reject }));
+    this.worker!.ref();
+    this.port!.postMessage({ type: 'job', job: n, ...job } satisfies WriterRequest);
+    return p;
+  }
+
+  private settle(o: JobOutcome): Promise<GcResult | null> {
+    this.st.rowCache.clear();  // chunk rows moved to the deleted snapshots' children
+    if ('error' in o) return Promise.reject(new SnapshotError(o.error.code as SnapshotError['code'], o.error.message, o.error.hint ? { hint: o.error.hint } : {}));
+    return Promise.resolve(o.result);
+  }
+
+  /** Retention: one background gc at a time, after snapshots persisted. */
+  private retain(): void {
+    if (this.keep === undefined || this.retaining || this.closed) return;
+    this.retaining = true;
+    this.run({ op: 'gc', keep: this.keep, inUse: gcInUse(this.st), compact: false }).then(
+      () => (this.retaining = false),
+      (err: SnapshotError) => {
+        this.retaining = false;
+        process.emitWarning(`uffd-snapshot: retention (keep ${this.keep}) on ${this.st.path} failed: ${err.message}`);
+      },
+    );
+  }
+
+  private idle(): boolean {
+    return this.st.inflight.size === 0 && this.jobs.size === 0;
   }
 
   private pumpWriter(): void {
@@ -106,18 +156,22 @@ export class Persister {
       // Its last words (a fatal error, results) may still be queued behind the exit event.
       for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) this.onWriterMessage(m.message as WriterMessage);
       this.worker = undefined;
-      if (this.st.inflight.size > 0) this.failAll(new SnapshotError('INTERNAL', `store writer exited (code ${code}) with snapshots still to save`));
+      if (!this.idle()) this.failAll(new SnapshotError('INTERNAL', `store writer exited (code ${code}) with snapshots or a delete still to save`));
     });
   }
 
   private onWriterMessage(m: WriterMessage): void {
-    if (m.type === 'fatal') {
+    if (m.type === 'job') {
+      const j = this.jobs.get(m.job);
+      this.jobs.delete(m.job);
+      if (j) this.settle(m).then(j.resolve, j.reject);
+    } else if (m.type === 'fatal') {
       const cause = Object.assign(new Error(m.message), { code: m.code });
       const e = sqliteError(cause, this.st.path);
       this.failAll(new SnapshotError(e.code, `store writer failed: ${e.message}`, { hint: e.hint ?? 'Check free disk space and the store file.', cause }));
     }
     else this.deliver(m);
-    if (this.st.inflight.size === 0) this.worker?.unref();
+    if (this.idle()) this.worker?.unref();
   }
 
   private deliver(r: Pick<WriteResult, 'persisted' | 'failed'>): void {
@@ -139,10 +193,15 @@ export class Persister {
         hint: 'The next snapshot of the region saves all of it again.',
       }));
     }
+    if (r.persisted.length > 0) this.retain();
   }
 
   private failAll(err: SnapshotError): void {
     this.fatal = err;
+    for (const [n, j] of this.jobs) {
+      this.jobs.delete(n);
+      j.reject(err);
+    }
     for (const [id, f] of this.st.inflight) {
       this.st.inflight.delete(id);
       f.reject(err);
@@ -169,6 +228,13 @@ export class Persister {
       return;
     }
     if (!this.worker) return;
+    if (!this.used) {
+      // Never given anything to write (a store opened to read or gc): nothing to wait for.
+      this.port!.close();
+      void this.worker.terminate();
+      this.worker = undefined;
+      return;
+    }
     this.port!.postMessage('finish');
     while (Atomics.wait(this.workerDone!, 0, 0, 60_000) === 'timed-out') {
       process.emitWarning(`uffd-snapshot: still waiting for the store writer of ${this.st.path}`);
@@ -177,5 +243,5 @@ export class Persister {
     this.port!.close();
     void this.worker.terminate();
     this.worker = undefined;
-    if (this.st.inflight.size > 0) this.failAll(new SnapshotError('INTERNAL', 'store closed before every snapshot was saved'));
+    if (!this.idle()) this.failAll(new SnapshotError('INTERNAL', 'store closed before every snapshot was saved'));
   }}

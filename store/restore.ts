@@ -74,13 +74,23 @@ export class LocalRestore {
     };
   }
 
-  /** Stops the reader worker, if one was started. */
+  /** Stops the reader worker, if one was started; restores it had not finished reject with CLOSED. */
   close(): void {
     if (this.reader) {
       this.readerPort!.close();
       void this.reader.terminate();
       this.reader = undefined;
     }
+    for (const f of this.fills.values()) f.reject(new SnapshotError('CLOSED', `${f.what}: the store was closed before it was fully restored`));
+    this.fills.clear();
+  }
+
+  /** A region closed during its lazy restore: its `ready` rejects with CLOSED. */
+  cancel(source: number): void {
+    const f = this.fills.get(source);
+    if (!f) return;
+    this.fills.delete(source);
+    f.reject(new SnapshotError('CLOSED', `${f.what}: the region was closed before it was fully restored`));
   }
 
   private fillFromMemory(source: number, id: number, chunks: number, label: string): Promise<void> {

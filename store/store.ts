@@ -11,17 +11,19 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SnapshotError, invalidArgument } from '../core/errors';
+import { optBoolean, optFunction, optInteger, optString, readOptions } from '../core/options';
+import { Snapshot, snapshotStore } from '../lib/snapshot';
 import { native, type NativeRollbackSources } from '../core/native';
 import * as catalog from './catalog';
 import type { GcResult, SnapshotInfo, VerifyResult } from './types';
 import { rollbackSources, withSinkPinned } from './chunk-sources';
-import { deleteSnapshot, gc } from './delete';
-import { checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, takeWriterLock } from './open';
+import { checkDeletable, gcInUse } from './delete';
+import { checkStoreFile, checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, takeWriterLock } from './open';
 import { Persister } from './persister';
 import { LocalRestore, type PageSource } from './restore';
 import { readRange } from './image';
 import { initSchema } from './schema';
-import { checkId, type RegionLink, type StoreState } from './state';
+import type { RegionLink, StoreState } from './state';
 import { verify } from './verify';
 import { readWorkingSet, recordWorkingSet } from './working-set';
 import type { SnapshotMeta } from './writer';
@@ -35,15 +37,26 @@ export type { RegionLink } from './state';
 export interface StoreOptions {
   /** Open for reading only: no writer lock, no snapshots. */
   readonly?: boolean;
+  /**
+   * Create the store when the path does not exist (or is an empty file). Default true; with
+   * false, the path must already hold a store (NOT_FOUND, NOT_A_STORE otherwise).
+   */
+  create?: boolean;
   /** Bytes of chunks per write transaction (default 8 MiB). */
   batchBytes?: number;
   /** Bytes of WAL the writer lets build up before it checkpoints while busy (default 256 MiB; it also checkpoints whenever idle). */
   checkpointBytes?: number;
   /** Largest the store file may grow, in bytes; past it `persisted` rejects with IO (SQLITE_FULL). Default: unlimited. */
   maxBytes?: number;
+  /**
+   * Retention: after each persisted snapshot, the writer deletes all but the newest `keep`
+   * snapshots of each region in the background (as `gc({ keep })`, off the main thread for a
+   * file store). At least 1. Default: keep everything.
+   */
+  keep?: number;
 }
 
-const OPTION_KEYS = ['readonly', 'batchBytes', 'checkpointBytes', 'maxBytes'];
+const OPTION_KEYS = ['readonly', 'create', 'batchBytes', 'checkpointBytes', 'maxBytes', 'keep'] as const;
 
 export class Store {
   readonly path: string;
@@ -64,21 +77,9 @@ export class Store {
     this.readonly = !!opts.readonly && !this.memory;
     const maxBytes = opts.maxBytes;
     if (!this.memory) {
-      if (this.readonly && !fs.existsSync(file)) {
-        throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path.' });
-      }
-      if (!this.readonly && !fs.existsSync(file)) {
-        try {
-          fs.closeSync(fs.openSync(file, 'wx', 0o600));  // SQLite gives -wal and -shm the same mode
-        } catch (err) {
-          const e = err as NodeJS.ErrnoException;
-          if (e.code !== 'EEXIST') {
-            throw new SnapshotError('IO', `cannot create ${file}: ${e.message}`, { hint: 'Check that the directory exists and is writable.', cause: err });
-          }
-        }
-      }
+      checkStoreFile(file, { readonly: this.readonly, create: opts.create !== false });
+      checkTruncation(file);
     }
-    if (!this.memory) checkTruncation(file);
     try {
       this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
     } catch (err) {
@@ -110,25 +111,39 @@ export class Store {
       regions: new Map(),
       rowCache: new Map(),
     };
-    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes);
+    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes, opts.keep);
     this.restorer = new LocalRestore(this.st);
   }
 
   /** Opens (creating if needed) a store file, or ':memory:' for a store that lives in RAM. */
-  static open(file: string, opts: StoreOptions = {}): Store {
-    if (typeof file !== 'string' || file.length === 0) throw invalidArgument('path', 'a non-empty string', file);
-    if (opts === null || typeof opts !== 'object') throw invalidArgument('options', 'an object', opts);
-    for (const k of Object.keys(opts)) {
-      if (!OPTION_KEYS.includes(k)) {
-        const hint = k.toLowerCase() === 'readonly' ? ' (did you mean "readonly"?)' : '';
-        throw new SnapshotError('INVALID_ARGUMENT', `Unknown option "${k}" for Store.open${hint}`);
-      }
-    }
-    for (const k of ['batchBytes', 'checkpointBytes', 'maxBytes'] as const) {
-      const v = opts[k];
-      if (v !== undefined && (!Number.isSafeInteger(v) || v <= 0)) throw invalidArgument(k, 'a positive integer (bytes)', v);
-    }
+  static open(file: string, options?: StoreOptions): Store {
+    if (typeof file !== 'string' || file.length === 0 || file.includes('\0')) throw invalidArgument('path', 'a non-empty string without NUL bytes', file);
+    // Each option is read once, here: the rest of the store sees only this copy.
+    const raw = readOptions(options, OPTION_KEYS, 'Store.open');
+    const opts: StoreOptions = {
+      readonly: optBoolean('readonly', raw.readonly),
+      create: optBoolean('create', raw.create),
+      batchBytes: optInteger('batchBytes', raw.batchBytes, 1),
+      checkpointBytes: optInteger('checkpointBytes', raw.checkpointBytes, 1),
+      maxBytes: optInteger('maxBytes', raw.maxBytes, 1),
+      keep: optInteger('keep', raw.keep, 1),
+    };
+    if (opts.keep !== undefined && opts.readonly) throw invalidArgument('keep', 'unset for a read-only store', opts.keep);
     return new Store(file === ':memory:' ? file : path.resolve(file), opts);
+  }
+
+  /** @internal A snapshot argument: a positive integer id, or a Snapshot taken on this store. */
+  _snapshotId(v: unknown): number {
+    if (v instanceof Snapshot) {
+      if (snapshotStore(v) !== this) {
+        throw new SnapshotError('INVALID_ARGUMENT', `snapshot ${v.id} was taken on another store, not ${this.path}`, {
+          hint: 'Pass a Snapshot of this store, or its integer id.',
+        });
+      }
+      return v.id;
+    }
+    if (!Number.isSafeInteger(v) || (v as number) < 1) throw invalidArgument('snapshot', 'a Snapshot or a positive integer id', v);
+    return v as number;
   }
 
   private assertOpen(): void {
@@ -143,15 +158,25 @@ export class Store {
   }
 
   /** Snapshots in id order: committed ones, plus this process's in-flight ones with { all: true }. */
-  list(opts: { region?: string; all?: boolean } = {}): SnapshotInfo[] {
+  list(options?: { region?: string; all?: boolean }): SnapshotInfo[] {
     this.assertOpen();
-    return catalog.list(this.st, opts);
+    const opts = readOptions(options, ['region', 'all'], 'store.list');
+    return catalog.list(this.st, { region: optString('region', opts.region), all: optBoolean('all', opts.all) });
   }
 
-  /** One snapshot; NOT_FOUND when it does not exist or is not yet complete. */
-  info(id: number): SnapshotInfo {
+  /**
+   * The newest complete snapshot (of `region` when given), or null when there is none: what
+   * a program restores at start-up.
+   */
+  latest(region?: string): SnapshotInfo | null {
     this.assertOpen();
-    return catalog.info(this.st, id);
+    return catalog.latest(this.st, optString('region', region));
+  }
+
+  /** One snapshot; NOT_PERSISTED while it is still being saved, NOT_FOUND when it does not exist. */
+  info(snapshot: number | Snapshot): SnapshotInfo {
+    this.assertOpen();
+    return catalog.info(this.st, this._snapshotId(snapshot));
   }
 
   /**
@@ -159,11 +184,9 @@ export class Store {
    * it has zeros, every chunk read checked like a restore (STORE_CORRUPT). A range beyond the
    * snapshot's region size is INVALID_ARGUMENT.
    */
-  read(snapshot: number | { id: number }, offset: number, length: number): Buffer {
+  read(snapshot: number | Snapshot, offset: number, length: number): Buffer {
     this.assertOpen();
-    const id = typeof snapshot === 'object' && snapshot !== null ? snapshot.id : snapshot;
-    checkId(id);
-    return readRange(this, id, offset, length);
+    return readRange(this, this._snapshotId(snapshot), offset, length);
   }
 
   /** Region names and sizes recorded in the store. */
@@ -174,29 +197,43 @@ export class Store {
 
   /**
    * Deletes a snapshot. Its chunks move to its children (unless they store their own), so
-   * every later snapshot stays restorable.
+   * every later snapshot stays restorable. Runs on the store's writer thread (a file store)
+   * and resolves when committed.
    */
-  delete(id: number): void {
+  async delete(snapshot: number | Snapshot): Promise<void> {
     this.assertWritable();
-    deleteSnapshot(this.st, id);
+    const id = this._snapshotId(snapshot);
+    checkDeletable(this.st, id);
+    await this.persister.run({ op: 'delete', id });
   }
 
   /**
    * Removes unreferenced data and, with `keep`, all but the newest `keep` complete snapshots
-   * of each region (snapshots open regions stand on are kept).
+   * of each region (snapshots open regions stand on are kept). `keep: 0` deletes every
+   * snapshot and needs `force: true`. Runs on the store's writer thread (a file store), so the
+   * program keeps running; resolves with what was freed.
    */
-  gc(opts: { keep?: number } = {}): GcResult {
+  async gc(options?: { keep?: number; force?: boolean }): Promise<GcResult> {
     this.assertWritable();
-    return gc(this.st, opts);
+    const raw = readOptions(options, ['keep', 'force'], 'store.gc');
+    const keep = optInteger('keep', raw.keep, 0);
+    if (keep === 0 && optBoolean('force', raw.force) !== true) {
+      throw new SnapshotError('INVALID_ARGUMENT', 'gc({ keep: 0 }) would delete every snapshot', {
+        hint: 'Pass { keep: 0, force: true } to delete them all, or keep at least 1.',
+      });
+    }
+    return (await this.persister.run({ op: 'gc', keep, inUse: gcInUse(this.st), compact: true }))!;
   }
 
   /**
    * Checks checksums, lengths and chain completeness of one snapshot (and what it stands on)
    * or of the whole store. Never throws for damage it finds: it reports it.
    */
-  verify(id?: number, opts: { onProgress?: (chunksChecked: number, chunksTotal: number) => void } = {}): VerifyResult {
+  verify(snapshot?: number | Snapshot, options?: { onProgress?: (chunksChecked: number, chunksTotal: number) => void }): VerifyResult {
     this.assertOpen();
-    return verify(this.st, id, opts);
+    const id = snapshot === undefined ? undefined : this._snapshotId(snapshot);
+    const raw = readOptions(options, ['onProgress'], 'store.verify');
+    return verify(this.st, id, { onProgress: optFunction<(chunksChecked: number, chunksTotal: number) => void>('onProgress', raw.onProgress) });
   }
 
   /** Statistics about the store file. */
@@ -205,7 +242,12 @@ export class Store {
     return catalog.storeStats(this.st);
   }
 
-  /** Waits until every snapshot taken so far is durable, then closes. Closes the store's regions first. */
+  /**
+   * Closes the store's regions, waits until every snapshot taken so far is durable and every
+   * delete/gc has run, then closes. It blocks the calling thread for that long (typically tens
+   * of milliseconds for a file store; await the `persisted` promises first to wait without
+   * blocking). Idempotent.
+   */
   close(): void {
     if (this.closed) return;
     for (const r of [...this.st.regions.values()]) (r as unknown as { close(): void }).close();
@@ -270,8 +312,14 @@ export class Store {
     return this.persister.track(meta, regionName, chunks);
   }
 
+  /** @internal A region closed during its lazy restore: its `ready` rejects with CLOSED. */
+  _cancelFill(source: number): void {
+    this.restorer.cancel(source);
+  }
+
   /** @internal The page source for restoring snapshot `id` into a new region (see store/restore.ts). */
   _pageSource(id: number): PageSource {
+    this.assertOpen();
     return this.restorer.pageSource(this, id);
   }
 
@@ -279,6 +327,7 @@ export class Store {
 
   /** @internal Snapshot ids from `id` back to the root of its history. */
   ancestors(id: number): number[] {
+    this.assertOpen();
     return catalog.ancestors(this.st, id);
   }
 
@@ -302,6 +351,7 @@ export class Store {
 
   /** @internal */
   _snapshotRegion(id: number): { name: string; size: number; full: boolean } {
+    this.assertOpen();
     return catalog.snapshotRegion(this.st, id);
   }
 

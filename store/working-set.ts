@@ -1,6 +1,7 @@
 // The working set a lazy restore of a snapshot touched first (schema 3, table working_sets):
 // chunk indices in first-touch order, uint32 LE. A hint for the next restore's prefetch, never
 // data: a damaged or missing one only changes the order chunks come in.
+import type Database from 'better-sqlite3';
 import { hasWorkingSets } from './schema';
 import type { StoreState } from './state';
 
@@ -41,6 +42,6 @@ export function recordWorkingSet(st: StoreState, id: number, chunks: Uint32Array
 }
 
 /** In a delete's transaction: the snapshot's working set goes with it. */
-export function dropWorkingSet(st: StoreState, id: number): void {
-  if (hasWorkingSets(st.db)) st.db.prepare('DELETE FROM working_sets WHERE snapshot_id = ?').run(id);
+export function dropWorkingSet(db: Database.Database, id: number): void {
+  if (hasWorkingSets(db)) db.prepare('DELETE FROM working_sets WHERE snapshot_id = ?').run(id);
 }

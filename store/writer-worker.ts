@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { CHUNK_SIZE, native } from '../core/native';
+import { runJob, type JobOutcome, type StoreJob } from './delete';
 import { pragmas } from './schema';
 import { StoreWriter, batchIsEmpty } from './writer';
 
@@ -25,14 +26,20 @@ interface WriterData {
 
 export type WriterMessage =
   | { type: 'result'; persisted: number[]; failed: { id: number; error: string }[]; bytes: number }
+  | ({ type: 'job'; job: number } & JobOutcome)
   | { type: 'fatal'; message: string; code?: string };
+
+/** From the main thread: finish (once the sink is empty), or run a delete/gc between batches. */
+export type WriterRequest = 'finish' | ({ type: 'job'; job: number } & StoreJob);
 
 async function main(): Promise<void> {
   const { path, sink, port, done, batchBytes, checkpointBytes, maxPageCount } = workerData as WriterData;
   const addon = native();
   let finishing = false;
-  port.on('message', (m: string) => {
+  const jobs: ({ type: 'job'; job: number } & StoreJob)[] = [];
+  port.on('message', (m: WriterRequest) => {
     if (m === 'finish') finishing = true;
+    else jobs.push(m);
   });
   let db: Database.Database | undefined;
   try {
@@ -53,13 +60,17 @@ async function main(): Promise<void> {
     // Batches end at the first chunk past batchBytes; a larger one gets a buffer of its own.
     const scratch = Buffer.alloc(batchBytes + 2 * CHUNK_SIZE);
     for (;;) {
+      for (let j = jobs.shift(); j; j = jobs.shift()) {
+        port.postMessage({ type: 'job', job: j.job, ...runJob(db, path, false, j) } satisfies WriterMessage);
+        sinceCheckpoint = 0;
+      }
       const batch = addon.sink_drain(sink, batchBytes, finishing ? 20 : 50, 10, scratch);
       if (!batchIsEmpty(batch)) {
         const r = writer.apply(batch);
         port.postMessage({ type: 'result', ...r } satisfies WriterMessage);
         sinceCheckpoint += r.bytes + 4096;
         if (sinceCheckpoint >= checkpointBytes) checkpoint();
-      } else if (finishing && addon.sink_stats(sink).inflight === 0) {
+      } else if (finishing && jobs.length === 0 && addon.sink_stats(sink).inflight === 0) {
         break;
       } else if (sinceCheckpoint > 0) {
         checkpoint();

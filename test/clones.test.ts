@@ -103,10 +103,10 @@ describe('clones', () => {
 
     // Deleting the original's later snapshots, then the one the clones stand on: the clones
     // keep their contents (the chunks move to the snapshots standing on it), and gc keeps them.
-    store.delete(next.id);
-    store.delete(later.id);
-    store.delete(base.id);
-    store.gc();
+    await store.delete(next.id);
+    await store.delete(later.id);
+    await store.delete(base.id);
+    await store.gc();
     want.delete(next.id);
     want.delete(later.id);
     want.delete(base.id);

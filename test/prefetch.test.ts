@@ -111,7 +111,7 @@ describe('working sets in the store', () => {
     const s = r.snapshot();
     await s.persisted;
     r.close();
-    store.delete(id);
+    await store.delete(id);
     expect(store._workingSet(id)).toBeNull();
   });
 

@@ -32,8 +32,8 @@ describe('resources', () => {
       const s2 = r.snapshot();
       r.close();
       await Promise.all([s1.persisted, s2.persisted]);
-      store.delete(s1.id);
-      store.delete(s2.id);
+      await store.delete(s1.id);
+      await store.delete(s2.id);
     };
     for (let i = 0; i < 20; i++) await cycle(i);
     await settle();

@@ -96,9 +96,9 @@ describe('Region.restore (lazy, MISSING + UFFDIO_COPY)', () => {
     const file = `${tmpDir()}/gc.usnap`;
     const { ids, images } = await buildChain(file, 8 * MiB, 5);
     const store = Store.open(file);
-    store.delete(ids[0]!);
-    store.delete(ids[2]!);
-    store.gc({ keep: 3 });  // of 6: drops 2 and 4 too
+    await store.delete(ids[0]!);
+    await store.delete(ids[2]!);
+    await store.gc({ keep: 3 });  // of 6: drops 2 and 4 too
     for (const k of [3, 4]) {
       const region = Region.restore(store, { name: 'heap', snapshot: ids[k]! });
       await region.ready;

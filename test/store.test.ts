@@ -84,10 +84,10 @@ describe('store', () => {
     await h.region.snapshot().persisted;  // the region now stands on a 6th snapshot
     const [s1, s2, s3, s4, s5] = h.ids as [number, number, number, number, number];
     const blobsBefore = h.store.stats().blobs;
-    h.store.delete(s1);
+    await h.store.delete(s1);
     expect(h.store.info(s2)).toMatchObject({ parent: null, full: true });
     expect(h.store.verify().ok).toBe(true);
-    h.store.delete(s3);
+    await h.store.delete(s3);
     expect(h.store.info(s4).parent).toBe(s2);
     expect(h.store.list({ region: 'r' }).map((s) => s.id)).toEqual([s2, s4, s5, s5 + 1]);
     expect(h.store.verify()).toMatchObject({ ok: true, problems: [] });
@@ -109,7 +109,7 @@ describe('store', () => {
     const h = await history(6);
     h.region.close();
     const before = h.store.stats();
-    const g = h.store.gc({ keep: 2 });
+    const g = await h.store.gc({ keep: 2 });
     expect(g.deletedSnapshots).toEqual(h.ids.slice(0, 4));
     expect(g.freedBlobs).toBeGreaterThan(0);
     expect(g.freedBytes).toBeGreaterThan(0);
@@ -118,8 +118,8 @@ describe('store', () => {
     expect(h.store.verify().ok).toBe(true);
     expectRestores(h.store, 'r', h.ids[4]!, h.images[4]!);
     expectRestores(h.store, 'r', h.ids[5]!, h.images[5]!);
-    expect(h.store.gc({ keep: 2 }).deletedSnapshots).toEqual([]);
-    expect(h.store.gc()).toMatchObject({ deletedSnapshots: [], freedBlobs: 0 });
+    expect((await h.store.gc({ keep: 2 })).deletedSnapshots).toEqual([]);
+    expect(await h.store.gc()).toMatchObject({ deletedSnapshots: [], freedBlobs: 0 });
     h.store.close();
   });
 
@@ -141,7 +141,7 @@ describe('store', () => {
     h.region.restore(branch);
     expectBytesEqual(h.bytes, branchImage, 'branch after in-place restore');
     h.region.close();
-    h.store.delete(s2);  // the fork point: both children take its chunks
+    await h.store.delete(s2);  // the fork point: both children take its chunks
     expect(h.store.verify().ok).toBe(true);
     expectRestores(h.store, 'r', s3, h.images[2]!);
     expectRestores(h.store, 'r', branch.id, branchImage);
@@ -154,15 +154,17 @@ describe('store', () => {
     const committed = h.store.list().map((s) => s.id);
     const r = runNode(`
       const { Store } = require(${JSON.stringify(dist)});
-      const out = {};
-      const ro = Store.open(${JSON.stringify(h.file)}, { readonly: true });
-      out.ids = ro.list().map((s) => s.id);
-      out.ok = ro.verify().ok;
-      try { ro.delete(out.ids[0]); } catch (e) { out.roDelete = e.code; }
-      ro.close();
-      try { Store.open(${JSON.stringify(h.file)}); out.writer = 'opened'; }
-      catch (e) { out.writer = e.code; out.hint = e.hint; }
-      console.log(JSON.stringify(out));
+      (async () => {
+        const out = {};
+        const ro = Store.open(${JSON.stringify(h.file)}, { readonly: true });
+        out.ids = ro.list().map((s) => s.id);
+        out.ok = ro.verify().ok;
+        try { await ro.delete(out.ids[0]); } catch (e) { out.roDelete = e.code; }
+        ro.close();
+        try { Store.open(${JSON.stringify(h.file)}); out.writer = 'opened'; }
+        catch (e) { out.writer = e.code; out.hint = e.hint; }
+        console.log(JSON.stringify(out));
+      })();
     `);
     expect(r.stderr).toBe('');
     const out = JSON.parse(r.stdout);

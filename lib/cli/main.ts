@@ -122,7 +122,12 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
-      if (err.code === 'commander.help') return EXIT_USAGE;  // `usnap` alone: help went to stderr
+      if (err.code === 'commander.help') {
+        if (args[0] === 'help') return EXIT_OK;  // `usnap help`: asked for
+        // `usnap` alone: help went to stderr
+        process.stderr.write('usnap: a command is required [USAGE]\n');
+        return EXIT_USAGE;
+      }
     }
     const r = describe(err, command);
     process.stderr.write(`usnap: ${r.message} [${r.code}]\n`);

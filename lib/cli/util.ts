@@ -1,11 +1,12 @@
 // What every command shares: output mode (JSON / human, colours, progress), errors and exit
 // codes, opening stores, formatting numbers, and argument parsers.
 import { InvalidArgumentError, type Command } from 'commander';
-import * as fs from 'node:fs';
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import { SnapshotError } from '../../core/errors';
 import { Store } from '../../store/store';
+import { CHUNK_SIZE } from '../../core/native';
+import { MAX_REGION_BYTES } from '../region';
 
 export const EXIT_OK = 0;
 export const EXIT_FAIL = 1;
@@ -113,12 +114,32 @@ export function ratio(x: number, y: number): number | null {
   return y > 0 ? Math.round((x / y) * 1e4) / 1e4 : null;
 }
 
-/** commander argument parser for snapshot ids. */
-export function parseSnapshotId(value: string): number {
+/** A snapshot named on the command line: its id, or `latest` (the newest complete one). */
+export type SnapshotRef = number | 'latest';
+
+/** commander argument parser for snapshot ids (or `latest`). */
+export function parseSnapshotId(value: string): SnapshotRef {
+  if (value === 'latest') return value;
   if (!/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new InvalidArgumentError(`snapshot ids are positive integers (see \`usnap list <store>\`), not "${value}".`);
+    throw new InvalidArgumentError(`snapshot ids are positive integers or "latest" (see \`usnap list <store>\`), not "${value}".`);
   }
   return Number(value);
+}
+
+/** The id a SnapshotRef names in `store`; NOT_FOUND for `latest` of an empty store. */
+export function resolveSnapshot(store: Store, ref: SnapshotRef): number {
+  if (ref !== 'latest') return ref;
+  const info = store.latest();
+  if (!info) throw new SnapshotError('NOT_FOUND', `${store.path} holds no complete snapshot`, { hint: 'Take a snapshot first; `usnap list <store>` shows what is there.' });
+  return info.id;
+}
+
+/** Region sizes for `bench --size`: a multiple of 64 KiB, at most the largest region. */
+export function parseRegionSize(value: string): number {
+  const n = parseSize(value);
+  if (n % CHUNK_SIZE !== 0) throw new InvalidArgumentError(`size "${value}" (${n} bytes) is not a multiple of 64 KiB.`);
+  if (n > MAX_REGION_BYTES) throw new InvalidArgumentError(`size "${value}" is larger than the largest region (${formatBytes(MAX_REGION_BYTES)} with Node.js ${process.version}).`);
+  return n;
 }
 
 export function parseCount(value: string): number {
@@ -143,16 +164,14 @@ export function parseSize(value: string): number {
  * Read-only unless `write`.
  */
 export function openStore(file: string, opts: { write?: boolean } = {}): Store {
-  let st: fs.Stats;
   try {
-    st = fs.statSync(file);
+    return Store.open(file, { readonly: !opts.write, create: false });
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path; stores are created by Store.open() in your program.' });
-    throw new SnapshotError('IO', `cannot read ${file}: ${e.message}`);
+    if (err instanceof SnapshotError && err.code === 'NOT_FOUND') {
+      throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path; stores are created by Store.open() in your program.' });
+    }
+    throw err;
   }
-  if (st.isDirectory()) throw new SnapshotError('NOT_A_STORE', `${file} is a directory, not a store`, { hint: 'Pass the path of the store file.' });
-  return Store.open(file, { readonly: !opts.write });
 }
 
 /** Runs `fn` with the store open, closing it afterwards. */

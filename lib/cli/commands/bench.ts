@@ -2,7 +2,7 @@
 // from a build, so it is loaded only when the command runs).
 import type { Command } from 'commander';
 import * as path from 'node:path';
-import { act, CliError, examples, parseSize, print } from '../util';
+import { act, CliError, examples, parseRegionSize, print } from '../util';
 
 /** What lib/bench/run exports (kept structural: that module is owned elsewhere). */
 interface BenchModule {
@@ -38,7 +38,7 @@ export function registerBench(program: Command): void {
     .description('measure snapshot pause, fault cost, capture throughput and restore speed on this machine')
     .option('--quick', 'a short run (seconds): smaller region, fewer repetitions')
     .option('--full', 'the full suite (minutes)')
-    .option('--size <bytes>', 'region size, with a unit: 64M, 256M, 1G (default: per mode)', parseSize)
+    .option('--size <bytes>', 'region size, a multiple of 64 KiB with a unit: 64M, 256M, 1G (default: per mode)', parseRegionSize)
     .option('--out <dir>', 'also write the report (JSON and charts) to this directory')
     .addHelpText(
       'after',

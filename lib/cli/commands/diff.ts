@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { CHUNK_SIZE } from '../../../core/native';
 import { chunkRanges, diffChunks, type ChangeKind, type DiffResult } from '../../../store/image';
-import { act, type Ctx, examples, formatBytes, parseCount, parseSnapshotId, print, printJson, table, withStore } from '../util';
+import { act, type Ctx, examples, formatBytes, parseCount, parseSnapshotId, print, resolveSnapshot, type SnapshotRef, printJson, table, withStore } from '../util';
 
 const MAP_WIDTH = 64;
 const MAP_MAX_CELLS = 256;
@@ -82,7 +82,7 @@ export function registerDiff(program: Command): void {
     .description('list the chunks whose contents differ between two snapshots, with a map of the region')
     .argument('<store>', 'store file')
     .argument('<a>', 'older snapshot id', parseSnapshotId)
-    .argument('<b>', 'newer snapshot id', parseSnapshotId)
+    .argument('<b>', 'newer snapshot id, or latest', parseSnapshotId)
     .option('--limit <n>', 'ranges listed in human output (0: all)', parseCount, 20)
     .addHelpText(
       'after',
@@ -96,8 +96,10 @@ export function registerDiff(program: Command): void {
         'on a terminal: yellow modified, green added (was zero), red removed (now zero).\n',
     )
     .action(
-      act((ctx, file: string, a: number, b: number, opts: { limit: number }) =>
+      act((ctx, file: string, refA: SnapshotRef, refB: SnapshotRef, opts: { limit: number }) =>
         withStore(file, {}, (store) => {
+          const a = resolveSnapshot(store, refA);
+          const b = resolveSnapshot(store, refB);
           const ia = store.info(a);
           const ib = store.info(b);
           const d = diffChunks(store, a, b);

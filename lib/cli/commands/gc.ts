@@ -1,6 +1,6 @@
 // usnap gc <store> [--keep N]: drop unreferenced data and, optionally, old snapshots.
 import type { Command } from 'commander';
-import { act, examples, formatBytes, keyValues, parseCount, print, printJson, withStore } from '../util';
+import { act, CliError, examples, EXIT_USAGE, formatBytes, keyValues, parseCount, print, printJson, withStore } from '../util';
 
 export function registerGc(program: Command): void {
   program
@@ -8,6 +8,7 @@ export function registerGc(program: Command): void {
     .description('remove unreferenced data and, with --keep, all but the newest N snapshots of each region')
     .argument('<store>', 'store file (opened for writing: no other process may be writing to it)')
     .option('-k, --keep <n>', 'snapshots to keep per region (newest first); later snapshots stay restorable', parseCount)
+    .option('-f, --force', 'allow --keep 0, which deletes every snapshot')
     .addHelpText(
       'after',
       examples([
@@ -17,10 +18,13 @@ export function registerGc(program: Command): void {
       ]) + '\nDeleting a snapshot merges its chunks into its children, so every kept snapshot stays restorable.\n',
     )
     .action(
-      act((ctx, file: string, opts: { keep?: number }) =>
-        withStore(file, { write: true }, (store) => {
+      act((ctx, file: string, opts: { keep?: number; force?: boolean }) => {
+        if (opts.keep === 0 && !opts.force) {
+          throw new CliError('USAGE', '--keep 0 would delete every snapshot', 'Pass --force with --keep 0 to delete them all, or keep at least 1.', EXIT_USAGE);
+        }
+        return withStore(file, { write: true }, async (store) => {
           const before = store.stats();
-          const r = store.gc(opts.keep === undefined ? {} : { keep: opts.keep });
+          const r = await store.gc(opts.keep === undefined ? {} : { keep: opts.keep, force: opts.force === true });
           const after = store.stats();
           const result = {
             store: store.path,
@@ -44,7 +48,7 @@ export function registerGc(program: Command): void {
               ['file', `${formatBytes(before.fileBytes)} -> ${formatBytes(after.fileBytes)}`],
             ]),
           );
-        }),
-      ),
+        });
+      }),
     );
 }

@@ -3,14 +3,14 @@ import type { Command } from 'commander';
 import { CHUNK_SIZE } from '../../../core/native';
 import { chunkMap } from '../../../store/image';
 import { snapshotJson } from '../shape';
-import { act, examples, formatBytes, formatRatio, formatTime, keyValues, parseSnapshotId, print, printJson, withStore } from '../util';
+import { act, examples, formatBytes, formatRatio, formatTime, keyValues, parseSnapshotId, print, resolveSnapshot, type SnapshotRef, printJson, withStore } from '../util';
 
 export function registerInfo(program: Command): void {
   program
     .command('info')
     .description('show one snapshot: region, parent, label, time, pages, sizes, compression and dedup ratios')
     .argument('<store>', 'store file')
-    .argument('<snap>', 'snapshot id', parseSnapshotId)
+    .argument('<snap>', 'snapshot id, or latest', parseSnapshotId)
     .addHelpText(
       'after',
       examples([
@@ -20,8 +20,9 @@ export function registerInfo(program: Command): void {
         '\ncompression ratio = raw bytes / stored bytes (LZ4); dedup ratio = stored bytes / bytes new to the store.\n',
     )
     .action(
-      act((ctx, file: string, id: number) =>
+      act((ctx, file: string, ref: SnapshotRef) =>
         withStore(file, {}, (store) => {
+          const id = resolveSnapshot(store, ref);
           const s = store.info(id);
           const chain = store.ancestors(id);
           const children = store.list().filter((x) => x.parent === id).map((x) => x.id);

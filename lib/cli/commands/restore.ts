@@ -7,7 +7,7 @@ import { CHUNK_SIZE } from '../../../core/native';
 import { forEachChunkAt } from '../../../store/image';
 import type { Store } from '../../../store/store';
 import { progressBar } from '../progress';
-import { act, CliError, type Ctx, examples, EXIT_FAIL, EXIT_OK, formatBytes, keyValues, parseSnapshotId, print, printJson, withStore } from '../util';
+import { act, CliError, type Ctx, examples, EXIT_FAIL, EXIT_OK, EXIT_USAGE, formatBytes, keyValues, parseSnapshotId, print, resolveSnapshot, type SnapshotRef, printJson, withStore } from '../util';
 
 const ZERO = Buffer.alloc(CHUNK_SIZE);
 
@@ -91,12 +91,41 @@ function verifyImage(ctx: Ctx, store: Store, id: number, file: string, total: nu
   return { ok: mismatches.length === 0, mismatches };
 }
 
+/**
+ * What -o may name: a new file, or (with --force) an existing regular file that is not the
+ * store itself. A device, FIFO or socket is never replaced, --force or not.
+ */
+function checkOutput(store: Store, given: string, out: string, force: boolean): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(out);
+  } catch {
+    return;  // does not exist (or cannot be read): creating the temporary file reports it
+  }
+  if (st.isDirectory()) throw new CliError('NOT_A_FILE', `${given} is a directory`, 'Pass a file name to -o.', EXIT_USAGE);
+  if (!st.isFile()) {
+    throw new CliError('NOT_A_FILE', `${given} is not a regular file (a device, FIFO or socket): usnap never replaces one`, 'Pass the name of a regular file to -o.', EXIT_USAGE);
+  }
+  for (const f of [store.path, `${store.path}-wal`, `${store.path}-shm`]) {
+    let s: fs.Stats;
+    try {
+      s = fs.statSync(f);
+    } catch {
+      continue;
+    }
+    if (s.dev === st.dev && s.ino === st.ino) {
+      throw new CliError('SAME_FILE', `${given} is the store being read (${f})`, 'Write the image to another file.', EXIT_USAGE);
+    }
+  }
+  if (!force) throw new CliError('EXISTS', `${given} already exists`, 'Pass --force to overwrite it, or choose another -o file.');
+}
+
 export function registerRestore(program: Command): void {
   program
     .command('restore')
     .description("write a region's memory at a snapshot to a file (sparse: zero chunks become holes)")
     .argument('<store>', 'store file')
-    .argument('<snap>', 'snapshot id', parseSnapshotId)
+    .argument('<snap>', 'snapshot id, or latest', parseSnapshotId)
     .requiredOption('-o, --output <file>', 'image file to write')
     .option('-f, --force', 'overwrite the output file if it exists')
     .option('--verify', 're-read the written image and check every chunk against the store')
@@ -111,14 +140,12 @@ export function registerRestore(program: Command): void {
         'and leaves no output file. The image is written to a temporary file next to the output, then renamed.\n',
     )
     .action(
-      act((ctx, file: string, id: number, opts: { output: string; force?: boolean; verify?: boolean }) =>
+      act((ctx, file: string, ref: SnapshotRef, opts: { output: string; force?: boolean; verify?: boolean }) =>
         withStore(file, {}, (store) => {
+          const id = resolveSnapshot(store, ref);
           const info = store.info(id);
           const out = path.resolve(opts.output);
-          if (fs.existsSync(out)) {
-            if (!opts.force) throw new CliError('EXISTS', `${opts.output} already exists`, 'Pass --force to overwrite it, or choose another -o file.');
-            if (fs.statSync(out).isDirectory()) throw new CliError('EXISTS', `${opts.output} is a directory`, 'Pass a file name to -o.');
-          }
+          checkOutput(store, opts.output, out, opts.force === true);
           const total = Math.ceil(info.regionSize / CHUNK_SIZE);
           const tmp = path.join(path.dirname(out), `.${path.basename(out)}.usnap-${process.pid}.tmp`);
           let w: Written;

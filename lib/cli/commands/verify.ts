@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { VerifyResult } from '../../../store/store';
 import type { Store } from '../../../store/store';
 import { progressBar } from '../progress';
-import { act, type Ctx, examples, EXIT_FAIL, EXIT_OK, parseSnapshotId, print, printJson, table, withStore } from '../util';
+import { act, type Ctx, examples, EXIT_FAIL, EXIT_OK, parseSnapshotId, print, resolveSnapshot, type SnapshotRef, printJson, table, withStore } from '../util';
 
 /** store.verify() with a progress bar on a terminal. */
 function verifyWithProgress(ctx: Ctx, store: Store, id: number | undefined): VerifyResult {
@@ -27,7 +27,7 @@ export function registerVerify(program: Command): void {
     .command('verify')
     .description('check checksums, lengths and snapshot chains of a whole store, or of one snapshot and what it stands on')
     .argument('<store>', 'store file')
-    .argument('[snap]', 'snapshot id (default: every snapshot)', parseSnapshotId)
+    .argument('[snap]', 'snapshot id, or latest (default: every snapshot)', parseSnapshotId)
     .addHelpText(
       'after',
       examples([
@@ -37,8 +37,9 @@ export function registerVerify(program: Command): void {
       ]) + '\nExits 0 when everything checks out, 1 when a problem is found.\n',
     )
     .action(
-      act((ctx, file: string, id: number | undefined) =>
+      act((ctx, file: string, ref: SnapshotRef | undefined) =>
         withStore(file, {}, (store) => {
+          const id = ref === undefined ? undefined : resolveSnapshot(store, ref);
           const r = verifyWithProgress(ctx, store, id);
           if (ctx.json) {
             printJson({ ok: r.ok, store: store.path, snapshot: id ?? null, snapshots: r.snapshots, chunks: r.chunks, problems: r.problems });
