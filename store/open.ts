@@ -165,6 +165,15 @@ export function recover(db: Database.Database): void {
 }
 
 /** max_page_count for a byte limit, in the store's SQLite pages. */
+export function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export function maxPages(db: Database.Database, maxBytes: number): number {
   return Math.max(1, Math.floor(maxBytes / (db.pragma('page_size', { simple: true }) as number)));
 }

@@ -27,6 +27,7 @@ export class Persister {
     private readonly batchBytes: number,
     private readonly checkpointBytes: number,
     private readonly maxBytes: number | undefined,
+    private readonly durability: 'power' | 'process',
   ) {
     // Started now rather than in the first snapshot()'s pause; idle, it keeps nothing alive.
     if (!st.readonly && !st.memory) {
@@ -93,6 +94,7 @@ export class Persister {
         batchBytes: this.batchBytes,
         checkpointBytes: this.checkpointBytes,
         maxPageCount: this.maxBytes === undefined ? undefined : maxPages(this.st.db, this.maxBytes),
+        durability: this.durability,
       },
       transferList: [port2],
     });

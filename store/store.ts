@@ -16,7 +16,7 @@ import * as catalog from './catalog';
 import type { SnapshotInfo } from './catalog';
 import { rollbackSources, withSinkPinned } from './chunk-sources';
 import { deleteSnapshot, gc, type GcResult } from './delete';
-import { checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, takeWriterLock } from './open';
+import { checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, syncDirectory, takeWriterLock } from './open';
 import { Persister } from './persister';
 import { LocalRestore, type PageSource } from './restore';
 import { initSchema } from './schema';
@@ -39,9 +39,17 @@ export interface StoreOptions {
   checkpointBytes?: number;
   /** Largest the store file may grow, in bytes; past it `persisted` rejects with IO (SQLITE_FULL). Default: unlimited. */
   maxBytes?: number;
+  /**
+   * What a resolved `persisted` survives. 'power' (default): a power loss or OS crash (the WAL is
+   * fsynced before it resolves). 'process': a crash of the process only, not of the machine (no
+   * fsync; faster, see README). Has no effect on ':memory:' stores, which nothing survives.
+   */
+  durability?: Durability;
 }
 
-const OPTION_KEYS = ['readonly', 'batchBytes', 'checkpointBytes', 'maxBytes'];
+export type Durability = 'power' | 'process';
+
+const OPTION_KEYS = ['readonly', 'batchBytes', 'checkpointBytes', 'maxBytes', 'durability'];
 
 export class Store {
   readonly path: string;
@@ -61,6 +69,7 @@ export class Store {
     this.memory = file === ':memory:';
     this.readonly = !!opts.readonly && !this.memory;
     const maxBytes = opts.maxBytes;
+    const durability = opts.durability ?? 'power';
     if (!this.memory) {
       if (this.readonly && !fs.existsSync(file)) {
         throw new SnapshotError('NOT_FOUND', `no store at ${file}`, { hint: 'Check the path.' });
@@ -89,6 +98,10 @@ export class Store {
       if (!this.readonly && !this.memory) {
         this.lockKey = fs.realpathSync(file);
         takeWriterLock(this.db, this.path, this.lockKey, this.token);
+        // SQLite fsyncs the directory only when the connection that created a -wal or -journal
+        // syncs it; the store file we created and the -wal made by this connection (the writer
+        // connection syncs it) must also survive a power loss before the first `persisted`.
+        if (durability === 'power') syncDirectory(path.dirname(file));
       }
       if (!this.readonly) recover(this.db);
       nextId = ((this.db.prepare('SELECT max(id) AS m FROM snapshots').get() as { m: number | null }).m ?? 0) + 1;
@@ -108,7 +121,7 @@ export class Store {
       regions: new Map(),
       rowCache: new Map(),
     };
-    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes);
+    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes, durability);
     this.restorer = new LocalRestore(this.st);
   }
 
@@ -125,6 +138,9 @@ export class Store {
     for (const k of ['batchBytes', 'checkpointBytes', 'maxBytes'] as const) {
       const v = opts[k];
       if (v !== undefined && (!Number.isSafeInteger(v) || v <= 0)) throw invalidArgument(k, 'a positive integer (bytes)', v);
+    }
+    if (opts.durability !== undefined && opts.durability !== 'power' && opts.durability !== 'process') {
+      throw invalidArgument('durability', "'power' or 'process'", opts.durability);
     }
     return new Store(file === ':memory:' ? file : path.resolve(file), opts);
   }
