@@ -161,7 +161,8 @@ let addon: Addon | undefined;
 
 export function native(): Addon {
   if (addon) return addon;
-  const file = path.join(packageRoot, 'build', 'Release', 'uffd_snapshot.node');
+  // USNAP_ADDON: another build of the addon (npm run test:sanitize points it at the ASan/UBSan one).
+  const file = process.env.USNAP_ADDON || path.join(packageRoot, 'build', 'Release', 'uffd_snapshot.node');
   try {
     addon = require(file) as Addon;
   } catch (err) {

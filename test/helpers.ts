@@ -114,3 +114,12 @@ export function countMaps(minBytes = 0): number {
     return end - start >= BigInt(minBytes);
   }).length;
 }
+
+/**
+ * Waits until `done()` holds (threads and workers are torn down asynchronously), polling; gives
+ * up after `capMs` so the assertion that follows reports the real numbers. The cap is far above
+ * any teardown time, so a slow machine or a sanitizer build cannot trip it.
+ */
+export async function until(done: () => boolean, capMs = 60_000): Promise<void> {
+  for (const end = Date.now() + capMs; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
+}
