@@ -51,6 +51,17 @@ function fsyncedAtMarkers(events: IoEvent[]): { at: number; id: number; listed: 
 }
 
 describe('durability', () => {
+  it("Store.open accepts durability 'power' and 'process' and rejects anything else", () => {
+    for (const durability of ['power', 'process'] as const) {
+      const store = Store.open(path.join(work, `opt-${durability}.usnap`), { durability });
+      store.close();
+    }
+    Store.open(':memory:', { durability: 'process' }).close();
+    expect(() => Store.open(path.join(work, 'opt-bad.usnap'), { durability: 'disk' as never })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: "Expected 'power' or 'process' for durability but received disk (string)" }),
+    );
+  });
+
   it("'power' (default): the WAL is fsynced after the commit that completes a snapshot and before its persisted resolves", async () => {
     const events = await record(3, 12, 'power');
     const syncs = commitSyncs(events);
