@@ -85,7 +85,7 @@ export function runNode(script: string, opts: { env?: NodeJS.ProcessEnv; timeout
   return spawnSync(process.execPath, ['-e', script, ...(opts.args ?? [])], {
     cwd: root,
     encoding: 'utf8',
-    timeout: opts.timeout ?? 60_000,
+    timeout: opts.timeout ?? 600_000,  // a hang detector: far above any run on a loaded machine or a sanitizer build
     env: { ...process.env, ...opts.env },
   });
 }
