@@ -282,26 +282,20 @@ export function isCommitFrame(e: IoEvent): boolean {
 }
 
 /**
- * WAL fsyncs that are part of a commit (synchronous = FULL): the WAL's next event after a commit
- * frame's data, not followed by checkpoint writes to the main file. A checkpoint's own WAL fsync
- * (which SQLite does at synchronous = NORMAL too) is followed by writes to the main file.
+ * WAL fsyncs that are part of a commit (synchronous = FULL): the event right after a commit
+ * frame's page is written (SQLite syncs before the commit returns, holding the WAL write lock),
+ * not followed by checkpoint writes to the main file. A checkpoint's own WAL fsync (which SQLite
+ * does at synchronous = NORMAL too) comes later, and is followed by writes to the main file
+ * unless a reader stopped it.
  */
 export function commitSyncs(events: IoEvent[]): number[] {
   const out: number[] = [];
-  let afterCommit = false;
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i]!;
-    if (e.file !== FILE.wal) continue;
-    if (isCommitFrame(e)) {
-      afterCommit = true;
-      continue;
-    }
-    if (afterCommit && e.op === OP.write && e.length === WAL_FRAME - 24) continue;  // the frame's page
-    if (e.op === OP.fsync && afterCommit) {
-      const nextStoreEvent = events.slice(i + 1).find((x) => (x.file === FILE.wal || x.file === FILE.db) && (x.op === OP.write || x.op === OP.fsync));
-      if (!(nextStoreEvent?.file === FILE.db && nextStoreEvent.op === OP.write)) out.push(i);
-    }
-    afterCommit = false;
+  for (let i = 2; i < events.length; i++) {
+    const e = events[i]!, page = events[i - 1]!;
+    if (e.op !== OP.fsync || e.file !== FILE.wal || !isCommitFrame(events[i - 2]!)) continue;
+    if (page.op !== OP.write || page.file !== FILE.wal || page.length !== WAL_FRAME - 24) continue;
+    const next = events.slice(i + 1).find((x) => (x.file === FILE.wal || x.file === FILE.db) && (x.op === OP.write || x.op === OP.fsync));
+    if (!(next?.file === FILE.db && next.op === OP.write)) out.push(i);
   }
   return out;
 }
