@@ -170,6 +170,8 @@ export const packageRoot: string = (() => {
  * under `prebuildDir`/prebuilds/ (found by node-gyp-build).
  */
 export function loadAddon(file: string, prebuildDir: string): unknown {
+  // USNAP_ADDON: another build of the main addon (npm run test:sanitize points it at the ASan/UBSan one).
+  if (file === 'uffd_snapshot.node' && process.env.USNAP_ADDON) return require(process.env.USNAP_ADDON);
   try {
     return require(path.join(packageRoot, 'build', 'Release', file));
   } catch (err) {

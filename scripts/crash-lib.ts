@@ -16,6 +16,8 @@ export interface CrashConfig {
   maxDelayMs: number;
   /** Also check this many other complete snapshots byte-exact (besides the last reported). */
   extraChecks: number;
+  /** Start the kill delay at the child's first persisted report instead of at its start. */
+  afterFirstPersisted?: boolean;
   random: () => number;
 }
 
@@ -61,11 +63,14 @@ function runChild(cfg: CrashConfig, seed: number, delayMs: number): Promise<{ re
       const line = out.slice(0, nl);
       out = out.slice(nl + 1);
       const m = /^persisted (\d+) (\d+) (\d+)$/.exec(line);
-      if (m) reported.push({ id: Number(m[1]), seed: Number(m[2]), step: Number(m[3]) });
+      if (m) {
+        reported.push({ id: Number(m[1]), seed: Number(m[2]), step: Number(m[3]) });
+        if (reported.length === 1 && cfg.afterFirstPersisted) timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+      }
     }
   });
   child.stderr.on('data', (d: string) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+  let timer = cfg.afterFirstPersisted ? undefined : setTimeout(() => child.kill('SIGKILL'), delayMs);
   return new Promise((resolve) => {
     child.on('close', (_code, signal) => {
       clearTimeout(timer);

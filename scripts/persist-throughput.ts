@@ -1,7 +1,9 @@
 // Quick persist-throughput measurement (not a test, not the `usnap bench` harness).
 //   node dist/scripts/persist-throughput.js [MiB=256] [runs=3] [batchMiB]
-// Prints MB/s of raw dirty memory made durable (snapshot() -> persisted), next to raw LZ4
-// and raw SQLite insert rates of the same data measured in the same run.
+// Prints MB/s of raw dirty memory made durable (snapshot() -> persisted), with durability
+// 'power' (the default: the WAL is fsynced before persisted resolves) and 'process' (no
+// fsync), runs interleaved, next to raw LZ4 and raw SQLite insert rates of the same data
+// measured in the same run.
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -84,10 +86,13 @@ async function main(): Promise<void> {
   }
 
   // The store: snapshot() of a fully dirty region until `persisted` resolves.
-  const rates: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const f = path.join(dir, `store${r}.usnap`);
-    const store = Store.open(f, batchBytes ? { batchBytes } : {});
+  const byMode = { power: [] as number[], process: [] as number[] };
+  for (let i = 0; i < 2 * runs; i++) {
+    const r = i >> 1;
+    const durability = i % 2 === 0 ? 'power' : 'process';
+    const rates = byMode[durability];
+    const f = path.join(dir, `store${i}.usnap`);
+    const store = Store.open(f, { durability, ...(batchBytes ? { batchBytes } : {}) });
     const region = Region.alloc(size, { store, name: 'heap' });
     const bytes = new Uint8Array(region.buffer);
     fillImage(bytes, 10 + r);  // distinct per run, so dedup does not flatter
@@ -99,7 +104,29 @@ async function main(): Promise<void> {
     store.close();
     fs.rmSync(f, { force: true });
   }
-  const persist = median(rates);
+  // Small snapshots one after another (4 chunks changed, each awaited): the fsync's latency,
+  // not its bandwidth, is what 'power' adds here.
+  const small = { power: [] as number[], process: [] as number[] };
+  for (let i = 0; i < 2 * runs; i++) {
+    const durability = i % 2 === 0 ? 'power' : 'process';
+    const f = path.join(dir, `small${i}.usnap`);
+    const store = Store.open(f, { durability });
+    const region = Region.alloc(4 * MiB, { store, name: 'small' });
+    const bytes = new Uint8Array(region.buffer);
+    await region.snapshot().persisted;
+    const n = 100;
+    t = performance.now();
+    for (let k = 0; k < n; k++) {
+      for (let c = 0; c < 4; c++) bytes.fill(k & 255, ((k * 4 + c) % 64) * CHUNK_SIZE, ((k * 4 + c) % 64) * CHUNK_SIZE + 4096);
+      await region.snapshot().persisted;
+    }
+    small[durability].push(n / ((performance.now() - t) / 1000));
+    region.close();
+    store.close();
+    fs.rmSync(f, { force: true });
+  }
+  const persist = median(byMode.power);
+  const persistProcess = median(byMode.process);
   const raw = median(rawRates);
   console.log(JSON.stringify({
     sizeMiB: size / MiB,
@@ -108,7 +135,12 @@ async function main(): Promise<void> {
     lz4MBs: Math.round(lz4MBs),
     sqliteInsertMBs: Math.round(raw),
     persistMBs: Math.round(persist),
-    persistRuns: rates.map(Math.round),
+    persistRuns: byMode.power.map(Math.round),
+    persistProcessMBs: Math.round(persistProcess),
+    persistProcessRuns: byMode.process.map(Math.round),
+    processOverPower: +(persistProcess / persist).toFixed(2),
+    smallSnapshotsPerSec: { power: Math.round(median(small.power)), process: Math.round(median(small.process)) },
+    smallProcessOverPower: +(median(small.process) / median(small.power)).toFixed(2),
     ofLowerLimit: +(persist / Math.min(raw, lz4MBs)).toFixed(2),
   }));
   fs.rmSync(dir, { recursive: true, force: true });

@@ -166,7 +166,10 @@ export function checkTruncation(file: string): void {
     const pageSize = raw === 1 ? 65536 : raw;
     const pages = h.readUInt32BE(28);
     const valid = h.readUInt32BE(24) === h.readUInt32BE(92) && pages > 0;
-    if (walBytes === 0 && valid && size < pages * pageSize) {
+    // One page is the window in which a new store is being created (SQLite's first write of page
+    // 1 may be torn by a power loss): nothing is stored yet, and SQLite reads the missing tail as
+    // zeros, so the open goes on and creates the store.
+    if (walBytes === 0 && valid && pages > 1 && size < pages * pageSize) {
       throw new SnapshotError('STORE_CORRUPT', `${file} is truncated: ${size} bytes, but its header records ${pages} pages of ${pageSize} bytes`, {
         hint: 'Restore the file from a backup; the missing tail cannot be recovered.',
       });
@@ -280,6 +283,15 @@ export function recover(db: Database.Database): void {
 }
 
 /** max_page_count for a byte limit, in the store's SQLite pages. */
+export function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export function maxPages(db: Database.Database, maxBytes: number): number {
   return Math.max(1, Math.floor(maxBytes / (db.pragma('page_size', { simple: true }) as number)));
 }

@@ -34,6 +34,7 @@ export class Persister {
     private readonly batchBytes: number,
     private readonly checkpointBytes: number,
     private readonly maxBytes: number | undefined,
+    private readonly durability: 'power' | 'process',
     /** Retention: after each persisted snapshot, gc({ keep }) in the background. */
     private readonly keep?: number,
   ) {
@@ -143,6 +144,7 @@ export class Persister {
         batchBytes: this.batchBytes,
         checkpointBytes: this.checkpointBytes,
         maxPageCount: this.maxBytes === undefined ? undefined : maxPages(this.st.db, this.maxBytes),
+        durability: this.durability,
       },
       transferList: [port2],
     });

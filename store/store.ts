@@ -18,7 +18,7 @@ import * as catalog from './catalog';
 import type { GcResult, SnapshotInfo, VerifyResult } from './types';
 import { rollbackSources, withSinkPinned } from './chunk-sources';
 import { checkDeletable, gcInUse } from './delete';
-import { checkStoreFile, checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, takeWriterLock } from './open';
+import { checkStoreFile, checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, syncDirectory, takeWriterLock } from './open';
 import { Persister } from './persister';
 import { LocalRestore, type PageSource } from './restore';
 import { readRange } from './image';
@@ -54,9 +54,17 @@ export interface StoreOptions {
    * file store). At least 1. Default: keep everything.
    */
   keep?: number;
+  /**
+   * What a resolved `persisted` survives. 'power' (default): a power loss or OS crash (the WAL is
+   * fsynced before it resolves). 'process': a crash of the process only, not of the machine (no
+   * fsync; faster, see README). Has no effect on ':memory:' stores, which nothing survives.
+   */
+  durability?: Durability;
 }
 
-const OPTION_KEYS = ['readonly', 'create', 'batchBytes', 'checkpointBytes', 'maxBytes', 'keep'] as const;
+export type Durability = 'power' | 'process';
+
+const OPTION_KEYS = ['readonly', 'create', 'batchBytes', 'checkpointBytes', 'maxBytes', 'keep', 'durability'] as const;
 
 export class Store {
   readonly path: string;
@@ -76,6 +84,7 @@ export class Store {
     this.memory = file === ':memory:';
     this.readonly = !!opts.readonly && !this.memory;
     const maxBytes = opts.maxBytes;
+    const durability = opts.durability ?? 'power';
     if (!this.memory) {
       checkStoreFile(file, { readonly: this.readonly, create: opts.create !== false });
       checkTruncation(file);
@@ -92,6 +101,10 @@ export class Store {
       if (!this.readonly && !this.memory) {
         this.lockKey = fs.realpathSync(file);
         takeWriterLock(this.db, this.path, this.lockKey, this.token);
+        // SQLite fsyncs the directory only when the connection that created a -wal or -journal
+        // syncs it; the store file we created and the -wal made by this connection (the writer
+        // connection syncs it) must also survive a power loss before the first `persisted`.
+        if (durability === 'power') syncDirectory(path.dirname(file));
       }
       if (!this.readonly) recover(this.db);
       nextId = ((this.db.prepare('SELECT max(id) AS m FROM snapshots').get() as { m: number | null }).m ?? 0) + 1;
@@ -111,7 +124,7 @@ export class Store {
       regions: new Map(),
       rowCache: new Map(),
     };
-    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes, opts.keep);
+    this.persister = new Persister(this.st, nextId, opts.batchBytes ?? 8 << 20, opts.checkpointBytes ?? 256 << 20, maxBytes, durability, opts.keep);
     this.restorer = new LocalRestore(this.st);
   }
 
@@ -127,6 +140,7 @@ export class Store {
       checkpointBytes: optInteger('checkpointBytes', raw.checkpointBytes, 1),
       maxBytes: optInteger('maxBytes', raw.maxBytes, 1),
       keep: optInteger('keep', raw.keep, 1),
+      durability: optDurability(raw.durability),
     };
     if (opts.keep !== undefined && opts.readonly) throw invalidArgument('keep', 'unset for a read-only store', opts.keep);
     return new Store(file === ':memory:' ? file : path.resolve(file), opts);
@@ -384,4 +398,9 @@ export class Store {
   _blob(id: number): { hash: bigint; codec: number; rawLen: number; data: Buffer } | undefined {
     return catalog.readBlob(this.st, id);
   }
+}
+
+function optDurability(v: unknown): Durability | undefined {
+  if (v !== undefined && v !== 'power' && v !== 'process') throw invalidArgument('durability', "'power' or 'process'", v);
+  return v;
 }

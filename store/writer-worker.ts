@@ -22,6 +22,8 @@ interface WriterData {
   batchBytes: number;
   checkpointBytes: number;
   maxPageCount?: number;
+  /** 'power': fsync the WAL in each commit that completes a snapshot (see writer.ts). */
+  durability: 'power' | 'process';
 }
 
 export type WriterMessage =
@@ -33,7 +35,7 @@ export type WriterMessage =
 export type WriterRequest = 'finish' | ({ type: 'job'; job: number } & StoreJob);
 
 async function main(): Promise<void> {
-  const { path, sink, port, done, batchBytes, checkpointBytes, maxPageCount } = workerData as WriterData;
+  const { path, sink, port, done, batchBytes, checkpointBytes, maxPageCount, durability } = workerData as WriterData;
   const addon = native();
   let finishing = false;
   const jobs: ({ type: 'job'; job: number } & StoreJob)[] = [];
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
     pragmas(db, false);
     db.pragma('cache_size = -8192');  // it mostly appends: a small cache keeps its memory low
     if (maxPageCount !== undefined) db.pragma(`max_page_count = ${maxPageCount}`);
-    const writer = new StoreWriter(db, sink);
+    const writer = new StoreWriter(db, sink, durability === 'power');
     let sinceCheckpoint = 0;
     const checkpoint = () => {
       sinceCheckpoint = 0;

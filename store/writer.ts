@@ -1,5 +1,11 @@
 // Applies what the capture sink hands over to the database: one transaction per batch, and a
 // snapshot is marked complete only in the transaction that commits its last chunk.
+//
+// Durability: connections run WAL with synchronous = NORMAL, where a commit reaches the WAL
+// file but not stable storage. A transaction that completes a snapshot runs with
+// synchronous = FULL instead, so SQLite fsyncs the WAL as part of that commit (after its last
+// frame is written, before the commit returns) and `persisted` resolves only after that. The
+// fsync covers every earlier frame too, so the batches in between need none.
 import type { Database, Statement } from 'better-sqlite3';
 import { native, type NativeBatch } from '../core/native';
 import { CODEC } from './schema';
@@ -36,10 +42,14 @@ export class StoreWriter {
   // main connection (delete, gc) in between can never fail it with SQLITE_BUSY_SNAPSHOT.
   private readonly applyTx: { immediate(batch: NativeBatch): WriteResult };
 
-  /** `sink`: told which chunks each transaction committed, so it can drop its copies. */
+  /**
+   * `sink`: told which chunks each transaction committed, so it can drop its copies.
+   * `syncCompletions`: fsync the WAL in each commit that completes a snapshot (durability 'power').
+   */
   constructor(
-    db: Database,
+    private readonly db: Database,
     private readonly sink: number,
+    private readonly syncCompletions = false,
   ) {
     this.insertSnapshot = db.prepare(
       `INSERT OR REPLACE INTO snapshots (id, region_id, parent_id, label, created_at, region_size, full, complete, tag)
@@ -63,7 +73,14 @@ export class StoreWriter {
   }
 
   apply(batch: NativeBatch): WriteResult {
-    const result = this.applyTx.immediate(batch);
+    const sync = this.syncCompletions && batch.ends.some((e) => !e.failed);
+    let result: WriteResult;
+    if (sync) this.db.pragma('synchronous = FULL');
+    try {
+      result = this.applyTx.immediate(batch);
+    } finally {
+      if (sync) this.db.pragma('synchronous = NORMAL');
+    }
     native().sink_committed(this.sink, batch.chunks.snap, batch.chunks.chunk);
     return result;
   }

@@ -14,7 +14,9 @@ describe('crash safety', () => {
     let reports = 0;
     for (let i = 0; i < 10; i++) {
       const r = await crashRound(
-        { file, sizeMiB: 128, perStep: 256, minDelayMs: 150, maxDelayMs: 2500, extraChecks: i % 3 === 2 ? 1 : 0, random },
+        // Every third round counts its delay from the first persisted report, so some kills land
+        // after a persist however slow the machine is (a sanitizer build is 2-3x slower).
+        { file, sizeMiB: 128, perStep: 256, minDelayMs: 150, maxDelayMs: 2500, extraChecks: i % 3 === 2 ? 1 : 0, afterFirstPersisted: i % 3 === 1, random },
         i,
         last,
       );
@@ -34,5 +36,5 @@ describe('crash safety', () => {
     expect(store.list().every((s) => s.complete)).toBe(true);
     store.close();
     expect(fs.existsSync(`${file}-wal`)).toBe(false);
-  }, 90_000);
+  }, 600_000);
 });

@@ -8,7 +8,7 @@ import { root } from './helpers';
 const EXAMPLES = ['checkpoint', 'undo', 'fuzz-reset', 'wasm'];
 
 function run(name: string): { out: string; lines: string[] } {
-  const r = spawnSync(process.execPath, [path.join(root, 'dist', 'examples', `${name}.js`)], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [path.join(root, 'dist', 'examples', `${name}.js`)], { cwd: root, encoding: 'utf8', timeout: 300_000 });
   if (r.status !== 0) throw new Error(`examples/${name} exited with ${r.status ?? r.signal}\n${r.stdout}\n${r.stderr}`);
   expect(r.stderr).toBe('');
   return { out: r.stdout, lines: r.stdout.trimEnd().split('\n') };

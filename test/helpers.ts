@@ -85,7 +85,7 @@ export function runNode(script: string, opts: { env?: NodeJS.ProcessEnv; timeout
   return spawnSync(process.execPath, ['-e', script, ...(opts.args ?? [])], {
     cwd: root,
     encoding: 'utf8',
-    timeout: opts.timeout ?? 60_000,
+    timeout: opts.timeout ?? 600_000,  // a hang detector: far above any run on a loaded machine or a sanitizer build
     env: { ...process.env, ...opts.env },
   });
 }
@@ -113,4 +113,13 @@ export function countMaps(minBytes = 0): number {
     if (m[3] === 'rw-p' && start % arena === 0n && l.trimEnd().endsWith(' 0')) return false;
     return end - start >= BigInt(minBytes);
   }).length;
+}
+
+/**
+ * Waits until `done()` holds (threads and workers are torn down asynchronously), polling; gives
+ * up after `capMs` so the assertion that follows reports the real numbers. The cap is far above
+ * any teardown time, so a slow machine or a sanitizer build cannot trip it.
+ */
+export async function until(done: () => boolean, capMs = 60_000): Promise<void> {
+  for (const end = Date.now() + capMs; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { Region, Store } from '../lib/index';
-import { countFds, countMaps, countThreads, dist, expectBytesEqual, fillPattern, runNode, tmpDir } from './helpers';
+import { countFds, countMaps, countThreads, dist, expectBytesEqual, fillPattern, runNode, tmpDir, until } from './helpers';
 
 const MiB = 1 << 20;
 
@@ -82,7 +82,7 @@ describe('lifecycle', () => {
         w.on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`worker exit ${c}`))));
       });
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => countThreads() <= threads + 1);
     expect(countThreads()).toBeLessThanOrEqual(threads + 1);  // + libuv threads that may start lazily
   });
 

@@ -33,7 +33,7 @@ afterAll(() => {
 });
 
 /** Runs `body` (JS, async allowed, `out(obj)` reports) as an unprivileged user. */
-function runUnprivileged(body: string, timeout = 60_000): { result: Record<string, unknown>; stderr: string; status: number | null } {
+function runUnprivileged(body: string, timeout = 300_000): { result: Record<string, unknown>; stderr: string; status: number | null } {
   const file = path.join(work, `case-${Math.random().toString(36).slice(2)}.js`);
   fs.writeFileSync(
     file,

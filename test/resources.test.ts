@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Region, Store } from '../lib/index';
-import { countFds, countMaps, countThreads, fillPattern, tmpDir } from './helpers';
+import { countFds, countMaps, countThreads, fillPattern, tmpDir, until } from './helpers';
 
 const MiB = 1 << 20;
 const dir = tmpDir('usnap-res-');
@@ -39,7 +39,7 @@ describe('resources', () => {
     await settle();
     const fds = countFds(), threads = countThreads(), maps = countMaps(1 << 20);
     for (let i = 0; i < 1000; i++) await cycle(i);
-    await settle();
+    await until(() => countFds() === fds && countThreads() <= threads);
     expect(countFds()).toBe(fds);
     expect(countThreads()).toBe(threads);
     expect(countMaps(1 << 20)).toBeLessThanOrEqual(maps + 4);
@@ -68,7 +68,7 @@ describe('resources', () => {
     // or thread stack (8 MiB) would add.
     const fds = countFds(), threads = countThreads(), maps = countMaps(1 << 20);
     for (let i = 0; i < 30; i++) await cycle(i);
-    await settle(500);
+    await until(() => countFds() === fds && countThreads() <= threads && countMaps(1 << 20) <= maps + 4);
     expect(countFds()).toBe(fds);
     expect(countThreads()).toBeLessThanOrEqual(threads);
     expect(countMaps(1 << 20)).toBeLessThanOrEqual(maps + 4);
@@ -87,7 +87,7 @@ describe('resources', () => {
     const peak = rssBytes();
     expect(peak - before).toBeGreaterThan(200 * MiB);
     for (const r of regions) r.close();
-    await settle();
+    await until(() => rssBytes() - before < 64 * MiB, 10_000);
     const after = rssBytes();
     // Generous: the allocator and SQLite's page cache may keep some; the regions are gone.
     expect(after - before).toBeLessThan(64 * MiB);
