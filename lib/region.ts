@@ -5,6 +5,8 @@ import { checkPrefetch, nextRecording, prefetchPlan, type PrefetchMode } from '.
 import { Snapshot } from './snapshot';
 import { Store, type PageSource } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';
+import { Remote, checkRemoteId } from '../store/remote';
+import { remotePageSource } from '../store/remote-restore';
 
 export interface RegionOptions {
   /** Where snapshots go. Default: a private in-memory store closed with the region. */
@@ -67,6 +69,19 @@ export interface RestoreOptions {
   faultAroundMax?: number;
   captureBudget?: number;
   saverThreads?: number;
+}
+
+export interface RemoteRestoreOptions extends Omit<RestoreOptions, 'snapshot' | 'as' | 'prefetch'> {
+  /** The remote snapshot's id (remote.list()). */
+  snapshot: string;
+  /**
+   * A local store that keeps the restored snapshot once every chunk is in: the region writes
+   * its snapshots there, and restoring the same remote snapshot again reads it from there.
+   * Default: a private in-memory store closed with the region.
+   */
+  cache?: Store;
+  /** `'all'` (default): fetch every chunk in the background, in address order; `'none'`: only what is touched. */
+  prefetch?: 'all' | 'none';
 }
 
 interface Tuning {
@@ -160,8 +175,8 @@ export class Region {
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
 
-  private constructor(init: { size: number; store?: Store; name?: string; tuning: Tuning; memory?: WebAssembly.Memory; restoreLabel?: string; hugePages?: boolean }) {
-    this.ownsStore = !init.store;
+  private constructor(init: { size: number; store?: Store; ownsStore?: boolean; name?: string; tuning: Tuning; memory?: WebAssembly.Memory; restoreLabel?: string; hugePages?: boolean }) {
+    this.ownsStore = !init.store || init.ownsStore === true;
     this.store = init.store ?? Store.open(':memory:');
     if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
     this.name = init.name ?? `region-${process.pid}-${++unnamed}`;
@@ -229,14 +244,47 @@ export class Region {
    * `ready` resolves when all of it is in memory. The region's next snapshot is incremental
    * against the restored one.
    */
-  static restore(store: Store, opts: RestoreOptions): Region {
-    if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
+  static restore(store: Store, opts: RestoreOptions): Region;
+  /**
+   * A new region holding a remote snapshot. Resolves once the manifests are read, before any
+   * chunk is fetched: a fetch worker brings each chunk in on first touch (faulted ones first)
+   * and, unless `prefetch: 'none'`, all the others in the background. See docs/remote.md.
+   */
+  static restore(remote: Remote, opts: RemoteRestoreOptions): Promise<Region>;
+  static restore(store: Store | Remote, opts: RestoreOptions | RemoteRestoreOptions): Region | Promise<Region> {
+    if (store instanceof Remote) return Region.restoreRemote(store, opts as RemoteRestoreOptions);
+    if (!(store instanceof Store)) throw invalidArgument('store', 'a Store or a Remote', store);
+    if (typeof opts?.snapshot === 'string') throw invalidArgument('snapshot', 'a local snapshot id (a remote id needs the Remote)', opts.snapshot);
+    return Region.restoreLocal(store, opts as RestoreOptions);
+  }
+
+  private static restoreLocal(store: Store, opts: RestoreOptions): Region {
     checkOptions(opts, ['name', 'snapshot', 'as', 'prefetch', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
     checkName(opts.name);
     if (opts.as !== undefined) checkName(opts.as, 'as');
     const name = opts.as ?? opts.name;
     const id = typeof opts.snapshot === 'number' ? opts.snapshot : opts.snapshot?.id;
     return Region.fromPageSource(store._pageSource(checkSnapshotId(id)), opts, name);
+  }
+
+  private static async restoreRemote(remote: Remote, opts: RemoteRestoreOptions): Promise<Region> {
+    checkOptions(opts, ['name', 'snapshot', 'cache', 'prefetch', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
+    checkName(opts.name);
+    checkRemoteId(opts.snapshot);
+    if (opts.cache !== undefined && !(opts.cache instanceof Store)) throw invalidArgument('cache', 'a Store', opts.cache);
+    if (opts.prefetch !== undefined && opts.prefetch !== 'all' && opts.prefetch !== 'none') throw invalidArgument('prefetch', "'all' or 'none'", opts.prefetch);
+    checkTuning(opts);
+    const { cache, prefetch, snapshot, ...rest } = opts;
+    const src = await remotePageSource(remote, snapshot, { ...(cache ? { cache } : {}), prefetch: prefetch !== 'none' });
+    try {
+      if (src.region !== opts.name) {
+        throw new SnapshotError('REGION_MISMATCH', `remote snapshot ${snapshot} is of region "${src.region}", not "${opts.name}"`, { hint: `Pass name: "${src.region}".` });
+      }
+      return Region.fromPageSource(src, { ...rest, snapshot: src.head, prefetch: prefetch === 'none' ? 'none' : 'address' }, opts.name);
+    } catch (err) {
+      if (src.ownsStore) src.store.close();
+      throw err;
+    }
   }
 
   /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
@@ -250,7 +298,7 @@ export class Region {
     const tuning = checkTuning(opts);
     if (!src.fill) {
       // Nothing to serve lazily: copy it in eagerly.
-      const region = new Region({ size: src.size, store: src.store, name, tuning });
+      const region = new Region({ size: src.size, store: src.store, ownsStore: src.ownsStore === true, name, tuning });
       region.origin = src.head;
       try {
         region.restore(src.head);
@@ -261,7 +309,7 @@ export class Region {
       return region;
     }
     const label = name === src.region ? src.label : `${src.label}, opened as "${name}"`;
-    const region = new Region({ size: src.size, store: src.store, name, tuning, restoreLabel: label });
+    const region = new Region({ size: src.size, store: src.store, ownsStore: src.ownsStore === true, name, tuning, restoreLabel: label });
     region._head = src.head;
     region.origin = src.head;
     region.source = native().region_source(region.handle!);

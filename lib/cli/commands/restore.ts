@@ -5,9 +5,32 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CHUNK_SIZE } from '../../../core/native';
 import { forEachChunkAt } from '../../../store/image';
-import type { Store } from '../../../store/store';
 import { progressBar } from '../progress';
-import { act, CliError, type Ctx, examples, EXIT_FAIL, EXIT_OK, formatBytes, keyValues, parseSnapshotId, print, printJson, withStore } from '../util';
+import { Store } from '../../../store/store';
+import { act, CliError, type Ctx, examples, EXIT_FAIL, EXIT_OK, formatBytes, isRemoteUrl, keyValues, parseSnapshotRef, print, printJson, snapshotRefFor, withRemote, withStore } from '../util';
+
+/**
+ * Runs `fn` on a store holding the snapshot: the store file itself, or for an s3:// URL an
+ * in-memory store the snapshot is pulled into (every chunk checked against its SHA-256).
+ */
+async function withSnapshot<T>(ctx: Ctx, where: string, ref: number | string, fn: (store: Store, id: number) => T | Promise<T>): Promise<T> {
+  if (!isRemoteUrl(where)) return withStore(where, {}, (store) => fn(store, snapshotRefFor(where, ref) as number));
+  return withRemote(ctx, where, {}, async (remote) => {
+    const store = Store.open(':memory:');
+    try {
+      const bar = progressBar(ctx, 'fetching', 1, 'chunks');
+      let pulled;
+      try {
+        pulled = await store.pull(remote, { snapshot: snapshotRefFor(where, ref) as string, onProgress: (done, total) => bar.update(done, total) });
+      } finally {
+        bar.stop();
+      }
+      return await fn(store, pulled.snapshots.at(-1)!.local);
+    } finally {
+      store.close();
+    }
+  });
+}
 
 const ZERO = Buffer.alloc(CHUNK_SIZE);
 
@@ -95,8 +118,8 @@ export function registerRestore(program: Command): void {
   program
     .command('restore')
     .description("write a region's memory at a snapshot to a file (sparse: zero chunks become holes)")
-    .argument('<store>', 'store file')
-    .argument('<snap>', 'snapshot id', parseSnapshotId)
+    .argument('<store>', 'store file, or s3://bucket/prefix')
+    .argument('<snap>', 'snapshot id', parseSnapshotRef)
     .requiredOption('-o, --output <file>', 'image file to write')
     .option('-f, --force', 'overwrite the output file if it exists')
     .option('--verify', 're-read the written image and check every chunk against the store')
@@ -111,8 +134,8 @@ export function registerRestore(program: Command): void {
         'and leaves no output file. The image is written to a temporary file next to the output, then renamed.\n',
     )
     .action(
-      act((ctx, file: string, id: number, opts: { output: string; force?: boolean; verify?: boolean }) =>
-        withStore(file, {}, (store) => {
+      act((ctx, file: string, ref: number | string, opts: { output: string; force?: boolean; verify?: boolean }) =>
+        withSnapshot(ctx, file, ref, (store, id) => {
           const info = store.info(id);
           const out = path.resolve(opts.output);
           if (fs.existsSync(out)) {
@@ -145,7 +168,7 @@ export function registerRestore(program: Command): void {
           const st = fs.statSync(out);
           const check = opts.verify ? verifyImage(ctx, store, id, out, total) : null;
           const result = {
-            snapshot: id,
+            snapshot: ref,
             region: info.region,
             output: out,
             regionSize: w.regionSize,
@@ -164,7 +187,7 @@ export function registerRestore(program: Command): void {
             print(
               keyValues(ctx, [
                 ['wrote', `${out}`],
-                ['snapshot', `${id} of region ${info.region}`],
+                ['snapshot', `${ref} of region ${info.region}`],
                 ['size', `${formatBytes(w.regionSize)} (${w.dataChunks} data chunks, ${w.zeroChunks} holes)`],
                 ['on disk', formatBytes(st.blocks * 512)],
                 ['sha256', w.sha256],
