@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { SnapshotError } from '../core/errors';
-import { packageRoot } from '../core/native';
+import { native, packageRoot } from '../core/native';
 import type { Remote } from './remote';
 import { remoteImage, type RemoteImage } from './remote-sync';
 import type { RemoteJob, RemoteMessage } from './remote-worker';
@@ -28,6 +28,7 @@ class Fetcher {
   private readonly worker: Worker;
   private readonly port: MessagePort;
   private readonly fills = new Map<number, Fill>();
+  private closing = false;
 
   constructor(remote: Remote) {
     const { port1, port2 } = new MessageChannel();
@@ -40,7 +41,13 @@ class Fetcher {
     port1.unref();
     this.worker.unref();
     this.worker.on('error', (err) => this.failAll(new SnapshotError('INTERNAL', `remote fetch worker crashed: ${err.message}`, { cause: err })));
-    this.worker.on('exit', (code) => this.failAll(new SnapshotError('CLOSED', `remote fetch worker exited (code ${code}) before the restore finished`)));
+    this.worker.on('exit', (code) =>
+      this.failAll(
+        this.closing
+          ? new SnapshotError('CLOSED', `remote ${remote.url} was closed before the restore finished`)
+          : new SnapshotError('INTERNAL', `remote fetch worker exited (code ${code}) before the restore finished`),
+      ),
+    );
   }
 
   start(source: number, plan: RemoteImage, opts: { prefetch: boolean; store: Store; head: number; what: string }): Promise<void> {
@@ -73,11 +80,20 @@ class Fetcher {
   }
 
   private failAll(err: SnapshotError): void {
-    for (const f of this.fills.values()) f.reject(err);
+    for (const [source, f] of this.fills) {
+      try {
+        // Nobody will supply the missing chunks now: a touch must stop, not wait forever.
+        native().source_fail(source, `${err.code}: ${err.message}`);
+      } catch {
+        // the region was closed meanwhile
+      }
+      f.reject(err);
+    }
     this.fills.clear();
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.port.close();
     await this.worker.terminate();
   }

@@ -2,18 +2,9 @@
 // Layout, consistency and costs: docs/remote.md. Chunks are content-addressed by the SHA-256 of
 // their raw bytes (one object each, deduplicated across every store pushing to the remote); a
 // snapshot is a manifest written last with If-None-Match: *, named by a hash of its contents.
-import {
-  CreateBucketCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
+import type * as S3 from '@aws-sdk/client-s3';
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import type * as Zlib from 'node:zlib';
 import { SnapshotError } from '../core/errors';
 import { native } from '../core/native';
 import { CODEC } from './schema';
@@ -98,6 +89,16 @@ export interface RemoteConfig {
   counters: SharedArrayBuffer;
 }
 
+// Loaded on first use: the SDK takes a few hundred milliseconds to load, which programs that
+// never open a remote should not pay at require('uffd-snapshot').
+let loaded: typeof S3 | undefined;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const zlib = (): typeof Zlib => require('node:zlib') as typeof Zlib;
+function sdk(): typeof S3 {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (loaded ??= require('@aws-sdk/client-s3') as typeof S3);
+}
+
 const FORMAT = 'uffd-snapshot-remote';
 const [REQUESTS, DOWNLOADED, UPLOADED, FETCHED] = [0, 1, 2, 3];
 const CHUNK_MAGIC = Buffer.from('USC1');
@@ -162,7 +163,7 @@ export class Sealer {
   sealManifest(m: Manifest): { id: string; bytes: Buffer } {
     const plain = encodeManifest(m);
     const id = this.snapshotId(plain);
-    const packed = gzipSync(plain);
+    const packed = zlib().gzipSync(plain);
     return { id, bytes: this.manifestKey ? seal(this.manifestKey, packed) : packed };
   }
 
@@ -171,7 +172,7 @@ export class Sealer {
     const packed = this.manifestKey ? open(this.manifestKey, bytes, what) : bytes;
     let plain: Buffer;
     try {
-      plain = gunzipSync(packed);
+      plain = zlib().gunzipSync(packed);
     } catch {
       throw corrupt(`${what} is damaged (not gzip)`);
     }
@@ -305,7 +306,7 @@ export class Remote {
   readonly prefix: string;
   /** @internal */ readonly sealer: Sealer;
   /** @internal */ readonly concurrency: number;
-  private readonly client: S3Client;
+  private readonly client: S3.S3Client;
   private readonly cfg: RemoteConfig;
   // Shared with the fetch worker's copy of this remote, so stats() is current while it fetches.
   private readonly counters: Float64Array;
@@ -323,7 +324,7 @@ export class Remote {
     this.counters = new Float64Array(cfg.counters);
     this.concurrency = cfg.concurrency;
     this.sealer = new Sealer(cfg.key ? Buffer.from(cfg.key) : undefined);
-    const conf: S3ClientConfig = {
+    const conf: S3.S3ClientConfig = {
       region: cfg.client.region,
       forcePathStyle: cfg.client.forcePathStyle,
       maxAttempts: cfg.maxAttempts,
@@ -331,7 +332,7 @@ export class Remote {
       ...(cfg.client.endpoint ? { endpoint: cfg.client.endpoint } : {}),
       ...(cfg.client.credentials ? { credentials: cfg.client.credentials } : {}),
     };
-    this.client = new S3Client(conf);
+    this.client = new (sdk().S3Client)(conf);
     // Counted per attempt (below the retry middleware): what the server sees and bills.
     this.client.middlewareStack.add(
       (next) => async (args) => {
@@ -398,7 +399,7 @@ export class Remote {
 
   private async checkBucket(create: boolean): Promise<void> {
     try {
-      await this.send(new HeadBucketCommand({ Bucket: this.bucket }), 'open');
+      await this.send(new (sdk().HeadBucketCommand)({ Bucket: this.bucket }), 'open');
     } catch (err) {
       if (!isStatus(err, 404, 'NotFound', 'NoSuchBucket')) throw remoteError(err, `cannot open ${this.url}`, this.cfg.client.endpoint);
       if (!create) {
@@ -407,7 +408,7 @@ export class Remote {
         });
       }
       try {
-        await this.send(new CreateBucketCommand({ Bucket: this.bucket }), 'create bucket');
+        await this.send(new (sdk().CreateBucketCommand)({ Bucket: this.bucket }), 'create bucket');
       } catch (err2) {
         if (!isStatus(err2, 409, 'BucketAlreadyOwnedByYou', 'BucketAlreadyExists')) throw remoteError(err2, `cannot create bucket "${this.bucket}"`, this.cfg.client.endpoint);
       }
@@ -463,7 +464,7 @@ export class Remote {
   async getObject(key: string, range?: string): Promise<Buffer | undefined> {
     try {
       const r = await this.send<{ Body?: { transformToByteArray(): Promise<Uint8Array> } }>(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: range } : {}) }),
+        new (sdk().GetObjectCommand)({ Bucket: this.bucket, Key: key, ...(range ? { Range: range } : {}) }),
         `GET ${key}`,
       );
       const bytes = Buffer.from(await r.Body!.transformToByteArray());
@@ -478,7 +479,7 @@ export class Remote {
   /** @internal PUT with If-None-Match: *; false when the object already exists. */
   async putIfAbsent(key: string, body: Buffer): Promise<boolean> {
     try {
-      await this.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, IfNoneMatch: '*' }), `PUT ${key}`);
+      await this.send(new (sdk().PutObjectCommand)({ Bucket: this.bucket, Key: key, Body: body, IfNoneMatch: '*' }), `PUT ${key}`);
       this.count(UPLOADED, body.length);
       return true;
     } catch (err) {
@@ -489,7 +490,7 @@ export class Remote {
 
   /** @internal Plain PUT (chunk objects: equal names hold equal contents). */
   async put(key: string, body: Buffer): Promise<void> {
-    await this.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }), `PUT ${key}`);
+    await this.send(new (sdk().PutObjectCommand)({ Bucket: this.bucket, Key: key, Body: body }), `PUT ${key}`);
     this.count(UPLOADED, body.length);
   }
 
@@ -500,7 +501,7 @@ export class Remote {
     let token: string | undefined;
     do {
       const r = await this.send<{ Contents?: { Key?: string; LastModified?: Date }[]; NextContinuationToken?: string; IsTruncated?: boolean }>(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ...(token ? { ContinuationToken: token } : {}) }),
+        new (sdk().ListObjectsV2Command)({ Bucket: this.bucket, Prefix: full, ...(token ? { ContinuationToken: token } : {}) }),
         `list ${full}`,
       );
       for (const o of r.Contents ?? []) out.push({ name: o.Key!.slice(full.length), modified: o.LastModified?.getTime() ?? 0 });
@@ -628,7 +629,7 @@ export class Remote {
         throw new SnapshotError('SNAPSHOT_IN_USE', `remote snapshot ${other} stands on ${id}`, { hint: `Delete ${other} (and what stands on it) first.` });
       }
     }
-    await this.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: [{ Key: `${this.prefix}snapshots/${id}` }] } }), `delete ${id}`);
+    await this.send(new (sdk().DeleteObjectsCommand)({ Bucket: this.bucket, Delete: { Objects: [{ Key: `${this.prefix}snapshots/${id}` }] } }), `delete ${id}`);
     this.manifests.delete(id);
   }
 
@@ -655,7 +656,7 @@ export class Remote {
     for (let i = 0; i < doomed.length; i += 1000) {
       const part = doomed.slice(i, i + 1000);
       await this.send(
-        new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: part.map((n) => ({ Key: `${this.prefix}chunks/${n}` })), Quiet: true } }),
+        new (sdk().DeleteObjectsCommand)({ Bucket: this.bucket, Delete: { Objects: part.map((n) => ({ Key: `${this.prefix}chunks/${n}` })), Quiet: true } }),
         'delete chunks',
       );
       for (const n of part) this.chunkNames?.delete(n);

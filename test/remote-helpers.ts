@@ -4,6 +4,9 @@ import * as fs from 'node:fs';
 import { inject } from 'vitest';
 import { Remote, type RemoteOptions } from '../lib/index';
 
+// Node 20 is supported here; the SDK's notice about its future releases is noise in test output.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
 export interface S3Env {
   file: string;
   vars: Record<string, string>;

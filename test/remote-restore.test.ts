@@ -154,6 +154,30 @@ describe('lazy restore from a remote', () => {
       a.close();
       b.close();
     });
+
+    it('closing the remote mid-restore rejects ready with CLOSED, and a touch of a missing chunk then stops the process', async () => {
+      const own = await openRemote(url);
+      const region = await Region.restore(own, { name: 'small', snapshot: sids[0]!, prefetch: 'none' });
+      await own.close();
+      await expect(region.ready).rejects.toMatchObject({ code: 'CLOSED' });
+      region.close();
+      const r = runNode(
+        `
+        const { Region, Remote } = require(${JSON.stringify(dist)});
+        (async () => {
+          const remote = await Remote.open(${JSON.stringify(url)});
+          const region = await Region.restore(remote, { name: 'small', snapshot: ${JSON.stringify(sids[0])}, prefetch: 'none' });
+          await remote.close();
+          await region.ready.catch((e) => console.log('ready:', e.code));
+          console.log('touched', new Uint8Array(region.buffer)[0]);
+        })();`,
+        { env: { ...s3ChildEnv(), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } },
+      );
+      expect(r.stdout).toContain('ready: CLOSED');
+      expect(r.stdout).not.toContain('touched');
+      expect(r.signal).toBe('SIGABRT');
+      expect(r.stderr).toMatch(/chunk 0\).*CLOSED/);
+    });
   });
 
   it('argument errors', async () => {
