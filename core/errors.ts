@@ -20,6 +20,11 @@ export type SnapshotErrorCode =
   | 'NOT_A_STORE'
   | 'STORE_READONLY'
   | 'IO'
+  | 'REMOTE_AUTH'
+  | 'REMOTE_UNAVAILABLE'
+  | 'REMOTE_NO_BUCKET'
+  | 'REMOTE_KEY'
+  | 'REMOTE_ERROR'
   | 'INTERNAL';
 
 export class SnapshotError extends Error {

@@ -1,5 +1,5 @@
 export { Region } from './region';
-export type { RegionOptions, RestoreOptions, RegionStats, WasmMemory } from './region';
+export type { RegionOptions, RestoreOptions, RemoteRestoreOptions, RegionStats, WasmMemory } from './region';
 export { Snapshot } from './snapshot';
 export { Store } from '../store/store';
 export type { StoreOptions, SnapshotInfo, VerifyResult, VerifyProblem, GcResult } from '../store/store';
@@ -7,3 +7,6 @@ export { probe } from './probe';
 export type { ProbeResult } from './probe';
 export { SnapshotError } from '../core/errors';
 export type { SnapshotErrorCode } from '../core/errors';
+export { Remote } from '../store/remote';
+export type { RemoteOptions, RemoteSnapshotInfo, RemoteStats, RemoteVerifyResult } from '../store/remote';
+export type { PushOptions, PushResult, PullOptions, PullResult } from '../store/remote-sync';

@@ -7,6 +7,8 @@ import { checkPrefetch, nextRecording, prefetchPlan, type PrefetchMode } from '.
 import { Snapshot, TOKEN } from './snapshot';
 import { Store, type PageSource } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';
+import { Remote, checkRemoteId } from '../store/remote';
+import { remotePageSource } from '../store/remote-restore';
 
 export interface RegionOptions {
   /** Where snapshots go. Default: a private in-memory store closed with the region. */
@@ -81,6 +83,27 @@ interface RestoreChoice {
   prefetch: PrefetchMode | undefined;
   tuning: Tuning;
   hugePages: boolean;
+}
+
+export interface RemoteRestoreOptions extends Omit<RestoreOptions, 'snapshot' | 'as' | 'mode' | 'hugePages'> {
+  /** The remote snapshot's id (remote.list()). */
+  snapshot: string;
+  /**
+   * A local store that keeps the restored snapshot once every chunk is in: the region writes
+   * its snapshots there, and restoring the same remote snapshot again reads it from there.
+   * Default: a private in-memory store closed with the region.
+   */
+  cache?: Store;
+}
+
+function restoreChoice(opts: { name?: unknown; as?: unknown; prefetch?: unknown; hugePages?: unknown } & { [K in (typeof TUNING_KEYS)[number]]?: unknown }): RestoreChoice {
+  return {
+    wanted: optString('name', opts.name),
+    as: optString('as', opts.as),
+    prefetch: checkPrefetch(opts.prefetch),
+    tuning: checkTuning(opts),
+    hugePages: optBoolean('hugePages', opts.hugePages) === true,
+  };
 }
 
 interface Tuning {
@@ -195,8 +218,8 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
 
-  private constructor(init: { size: number; store?: Store; name?: string; tuning: Tuning; memory?: WasmMemory<B>; restoreLabel?: string; hugePages?: boolean }) {
-    this.ownsStore = !init.store;
+  private constructor(init: { size: number; store?: Store; ownsStore?: boolean; name?: string; tuning: Tuning; memory?: WasmMemory<B>; restoreLabel?: string; hugePages?: boolean }) {
+    this.ownsStore = !init.store || init.ownsStore === true;
     this.store = init.store ?? Store.open(':memory:');
     if (!(this.store instanceof Store)) throw invalidArgument('store', 'a Store', init.store);
     this.name = init.name ?? `region-${process.pid}-${++unnamed}`;
@@ -272,17 +295,35 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
    * `ready` resolves when all of it is in memory. The region's next snapshot is incremental
    * against the restored one.
    */
-  static restore(store: Store, options: RestoreOptions): Region<ArrayBuffer> {
-    if (!(store instanceof Store)) throw invalidArgument('store', 'a Store', store);
+  static restore(store: Store, options: RestoreOptions): Region<ArrayBuffer>;
+  /**
+   * A new region holding a remote snapshot. Resolves once the manifests are read, before any
+   * chunk is fetched: a fetch worker brings each chunk in on first touch (faulted ones first)
+   * and, unless `prefetch: 'none'`, all the others in the background. See docs/remote.md.
+   */
+  static restore(remote: Remote, options: RemoteRestoreOptions): Promise<Region<ArrayBuffer>>;
+  static restore(source: Store | Remote, options: RestoreOptions | RemoteRestoreOptions): Region<ArrayBuffer> | Promise<Region<ArrayBuffer>> {
+    if (source instanceof Remote) return Region.restoreRemote(source, options);
+    if (!(source instanceof Store)) throw invalidArgument('store', 'a Store or a Remote', source);
     const opts = readOptions(options, ['name', 'snapshot', 'as', 'prefetch', 'hugePages', ...TUNING_KEYS], 'Region.restore');
-    const restore: RestoreChoice = {
-      wanted: optString('name', opts.name),
-      as: optString('as', opts.as),
-      prefetch: checkPrefetch(opts.prefetch),
-      tuning: checkTuning(opts),
-      hugePages: optBoolean('hugePages', opts.hugePages) === true,
-    };
-    return Region.fromPageSource(store._pageSource(store._snapshotId(opts.snapshot)), restore);
+    if (typeof opts.snapshot === 'string') throw invalidArgument('snapshot', 'a local snapshot id (a remote id needs the Remote)', opts.snapshot);
+    return Region.fromPageSource(source._pageSource(source._snapshotId(opts.snapshot)), restoreChoice(opts));
+  }
+
+  private static async restoreRemote(remote: Remote, options: unknown): Promise<Region<ArrayBuffer>> {
+    const opts = readOptions(options, ['name', 'snapshot', 'cache', 'prefetch', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'], 'Region.restore');
+    const choice = restoreChoice(opts);
+    const snapshot = opts.snapshot;
+    checkRemoteId(snapshot);
+    const cache = opts.cache;
+    if (cache !== undefined && !(cache instanceof Store)) throw invalidArgument('cache', 'a Store', cache);
+    const src = await remotePageSource(remote, snapshot, { ...(cache ? { cache } : {}), prefetch: choice.prefetch !== 'none' });
+    try {
+      return Region.fromPageSource(src, choice);
+    } catch (err) {
+      if (src.ownsStore) src.store.close();
+      throw err;
+    }
   }
 
   /** A new region filled by a backend's page source (store/restore.ts): the one restore path. */
@@ -297,7 +338,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
     if (!src.fill || tuning.pauseMode || o.hugePages) {
       // Copied in eagerly: nothing to serve lazily, or a region a lazy restore cannot fill (the
       // kernel resolves pause mode's write faults itself; huge pages arrive 2 MiB at a time).
-      const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, name, tuning, hugePages: o.hugePages });
+      const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, ownsStore: src.ownsStore === true, name, tuning, hugePages: o.hugePages });
       region.origin = src.head;
       try {
         region.restore(src.head);
@@ -308,7 +349,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
       return region;
     }
     const label = name === src.region ? src.label : `${src.label}, opened as "${name}"`;
-    const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, name, tuning, restoreLabel: label });
+    const region = new Region<ArrayBuffer>({ size: src.size, store: src.store, ownsStore: src.ownsStore === true, name, tuning, restoreLabel: label });
     region._head = src.head;
     region.origin = src.head;
     region.source = native().region_source(region.handle!);

@@ -34,6 +34,8 @@ export interface PageSource {
   readonly label: string;
   /** The store the restored region takes its next snapshots into. */
   readonly store: Store;
+  /** The region closes `store` with itself (a private store made for this restore). */
+  readonly ownsStore?: boolean;
   /** The snapshot in `store` those next snapshots are incremental against. */
   readonly head: number;
   fill?(source: number): Promise<void>;

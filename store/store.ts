@@ -27,6 +27,19 @@ import type { RegionLink, StoreState } from './state';
 import { verify } from './verify';
 import { readWorkingSet, recordWorkingSet } from './working-set';
 import type { SnapshotMeta } from './writer';
+import type { Remote } from './remote';
+import {
+  commitPulled,
+  imageManifest,
+  localOfRemote,
+  pull as pullFromRemote,
+  push as pushToRemote,
+  type PullOptions,
+  type PullResult,
+  type PushOptions,
+  type PushResult,
+  type RemoteImage,
+} from './remote-sync';
 
 export type { SnapshotInfo, GcResult, VerifyProblem, VerifyResult } from './types';
 /** @internal */
@@ -278,6 +291,36 @@ export class Store {
     }
     releaseWriterLock(this.db, this.lockKey, this.token);
     this.db.close();
+  }
+
+  // ---- the remote tier (store/remote-sync.ts, docs/remote.md) ----
+
+  /** Uploads snapshots, and what they stand on, to a remote. */
+  push(remote: Remote, opts: PushOptions = {}): Promise<PushResult> {
+    this.assertOpen();
+    return pushToRemote(this, remote, opts);
+  }
+
+  /** Copies remote snapshots, and what they stand on, into this store. */
+  pull(remote: Remote, opts: PullOptions = {}): Promise<PullResult> {
+    this.assertWritable();
+    return pullFromRemote(this, this.db, remote, opts);
+  }
+
+  /** @internal The local snapshot a remote snapshot was pulled or restored into, if any. */
+  _remoteOrigin(remoteId: string): number | undefined {
+    this.assertOpen();
+    return localOfRemote(this.db, remoteId);
+  }
+
+  /** @internal Commits a lazily restored remote image as full snapshot `id` (store/remote-restore.ts). */
+  _importRemote(id: number, image: RemoteImage, chunks: Map<string, { codec: number; data: Buffer }>): void {
+    this.assertWritable();
+    try {
+      commitPulled(this.db, id, image.id, null, imageManifest(image), chunks);
+    } catch (err) {
+      throw sqliteError(err, this.path);
+    }
   }
 
   // ---- used by Region ----

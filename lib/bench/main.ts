@@ -2,7 +2,7 @@
 // `npm run bench` entry: node dist/lib/bench/main.js [--quick|--full] [--size 256M] [--json] [--out dir]
 import { formatBenchReport, runBench, type BenchOptions } from './run';
 
-const USAGE = 'usage: bench [--quick|--full] [--size <bytes|64M|1G>] [--json] [--out <dir>]';
+const USAGE = 'usage: bench [--quick|--full] [--size <bytes|64M|1G>] [--remote|--remote-only] [--json] [--out <dir>]';
 
 /** Parses "268435456", "256M", "256MiB", "1G", "512k". */
 export function parseSize(s: string): number {
@@ -24,6 +24,8 @@ function parseArgs(argv: string[]): BenchOptions {
     if (a === '--quick') opts.mode = 'quick';
     else if (a === '--full') opts.mode = 'full';
     else if (a === '--json') opts.json = true;
+    else if (a === '--remote') opts.remote = 'with';
+    else if (a === '--remote-only') opts.remote = 'only';
     else if (a === '--size') opts.size = parseSize(value());
     else if (a.startsWith('--size=')) opts.size = parseSize(a.slice(7));
     else if (a === '--out') opts.out = value();

@@ -1,14 +1,16 @@
 // `usnap bench`: runs every scenario in a fresh Node process (scenario.js), takes min and median
 // over the runs, and puts ours next to the baselines measured in the same run.
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Table from 'cli-table3';
 import pc from 'picocolors';
+import { packageRoot } from '../../core/native';
 import {
   LOWER_IS_BETTER,
   METRICS,
+  REMOTE_METRICS,
   UNITS,
   type BaselineName,
   type BenchBaseline,
@@ -24,7 +26,7 @@ import {
 } from './types';
 
 export type { BenchReport, BenchResult, BenchBaseline, BenchMachine, BenchMode, MetricId, BaselineName } from './types';
-export { METRICS, LOWER_IS_BETTER, UNITS } from './types';
+export { METRICS, REMOTE_METRICS, LOWER_IS_BETTER, UNITS } from './types';
 
 export interface BenchOptions {
   mode: 'quick' | 'default' | 'full';
@@ -36,6 +38,11 @@ export interface BenchOptions {
   json: boolean;
   /** Show progress on stderr (a bar on a terminal, one line per scenario otherwise). */
   progress: boolean;
+  /**
+   * The remote rows (an S3 server: USNAP_BENCH_S3_ENV or USNAP_TEST_S3_ENV names the env file
+   * of a running one, else scripts/s3-server.sh starts one): 'with' the others, or 'only' them.
+   */
+  remote?: 'with' | 'only';
 }
 
 const MiB = 1 << 20;
@@ -51,6 +58,7 @@ interface Plan {
   rollbackSize: number;
   /** Sizes of the restore rows (full mode adds 1 GiB, the size issue 9 names). */
   restoreSizes: number[];
+  remote?: { only: boolean; s3env: string };
 }
 
 function plan(mode: BenchMode, size?: number): Plan {
@@ -85,6 +93,8 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     hugePages,
   });
   const out: ScenarioTask[] = [];
+  if (p.remote) out.push({ ...t('remote', p.size), s3env: p.remote.s3env });
+  if (p.remote?.only) return out;
   for (const s of p.pauseSizes) out.push(t('pause', s), t('pause_baselines', s));
   out.push(
     t('write_overhead', p.size),
@@ -187,7 +197,7 @@ export function ratioOf(metric: MetricId, oursMedian: number, baselineMedian: nu
 }
 
 /** Joins ours and the baselines of each (metric, size); "min" is the smallest number either way. */
-function merge(rows: SampleRow[]): BenchResult[] {
+function merge(rows: SampleRow[], required: readonly MetricId[]): BenchResult[] {
   const byKey = new Map<string, { metric: MetricId; size: number; ours: number[]; baselines: Map<BaselineName, number[]> }>();
   for (const r of rows) {
     const key = `${r.metric}@${r.size}`;
@@ -206,8 +216,9 @@ function merge(rows: SampleRow[]): BenchResult[] {
     });
     out.push({ metric: e.metric, unit: UNITS[e.metric], size: e.size, ours, baselines });
   }
-  out.sort((a, b) => METRICS.indexOf(a.metric) - METRICS.indexOf(b.metric) || a.size - b.size);
-  for (const m of METRICS) if (!out.some((r) => r.metric === m)) throw new Error(`bench: no result for ${m}`);
+  const order: readonly MetricId[] = [...METRICS, ...REMOTE_METRICS];
+  out.sort((a, b) => order.indexOf(a.metric) - order.indexOf(b.metric) || a.size - b.size);
+  for (const m of required) if (!out.some((r) => r.metric === m)) throw new Error(`bench: no result for ${m}`);
   return out;
 }
 
@@ -248,6 +259,18 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const p = plan(opts.mode, opts.size);
   const entry = scenarioEntry();
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'usnap-bench-'));
+  let stopS3 = (): void => {};
+  if (opts.remote) {
+    let s3env = process.env.USNAP_BENCH_S3_ENV ?? process.env.USNAP_TEST_S3_ENV;
+    if (!s3env) {
+      const script = path.join(packageRoot, 'scripts', 's3-server.sh');
+      const env = path.join(tmpDir, 's3.env');
+      execFileSync(script, ['start', env], { stdio: ['ignore', 'ignore', 'inherit'] });
+      stopS3 = () => execFileSync(script, ['stop', env], { stdio: ['ignore', 'ignore', 'inherit'] });
+      s3env = env;
+    }
+    p.remote = { only: opts.remote === 'only', s3env };
+  }
   const list = tasks(p, tmpDir);
   const prog = progressReporter(opts.progress, list.length);
   const rows: SampleRow[] = [];
@@ -262,9 +285,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     }
   } finally {
     prog.stop();
+    stopS3();
     fs.rmSync(tmpDir, { recursive: true, force: true });
   }
-  const report: BenchReport = { machine: machineInfo(), mode: opts.mode, date, results: merge(rows) };
+  const required = [...(opts.remote === 'only' ? [] : METRICS), ...(opts.remote ? REMOTE_METRICS : [])];
+  const report: BenchReport = { machine: machineInfo(), mode: opts.mode, date, results: merge(rows, required) };
   if (opts.out) await writeOutputs(report, opts.out);
   return report;
 }

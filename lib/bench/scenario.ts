@@ -7,7 +7,9 @@ import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Region, Store } from '../index';
+import { randomBytes } from 'node:crypto';
+import { Region, Remote, Store, type RemoteOptions } from '../index';
+import { forEachLimit } from '../../store/remote';
 import * as base from './baselines';
 import type { BaselineName, MetricId, SampleRow, ScenarioMessage, ScenarioTask } from './types';
 
@@ -671,7 +673,77 @@ const SCENARIOS: Record<ScenarioTask['scenario'], (t: ScenarioTask) => SampleRow
   peak_memory_baselines: peakMemoryBaselines,
   first_work: firstWork,
   clones,
+  remote,
 };
+
+/** Remote.open options for the S3 server an env file of scripts/s3-server.sh describes. */
+function s3Options(file: string): RemoteOptions {
+  const v: Record<string, string> = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)="?(.*?)"?$/.exec(line);
+    if (m) v[m[1]!] = m[2]!;
+  }
+  return { endpoint: v.AWS_ENDPOINT_URL!, region: v.AWS_REGION!, credentials: { accessKeyId: v.AWS_ACCESS_KEY_ID!, secretAccessKey: v.AWS_SECRET_ACCESS_KEY! } };
+}
+
+/**
+ * remote_push_throughput: region bytes / time of store.push of one full snapshot to an empty
+ * bucket; baseline raw_put: PUT of the same chunk objects' bytes with the same client and
+ * concurrency (16), no hashing, no presence listing, no manifest.
+ * remote_restore_return: Region.restore(remote, ...) in a fresh Remote (no cached manifest)
+ * until it returns. remote_bytes_fetched_10pct: bytes downloaded while touching 10% of the
+ * chunks (spread evenly, prefetch: 'none'), as a fraction of the bytes the push uploaded.
+ */
+async function remote(task: ScenarioTask): Promise<SampleRow[]> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const opts = s3Options(task.s3env!);
+  const push: number[] = [];
+  const raw: number[] = [];
+  const ret: number[] = [];
+  const fetched: number[] = [];
+  const o = await openFilled(task, task.size, 13);
+  await o.region.snapshot().persisted;
+  const expected = Buffer.from(o.u8);
+  o.region.close();
+  const nChunks = task.size / CHUNK;
+  for (let r = 0; r < task.runs; r++) {
+    const url = `s3://usnap-bench-${randomBytes(6).toString('hex')}/run`;
+    const pusher = await Remote.open(url, { ...opts, createBucket: true });
+    await settle();
+    let t0 = nowNs();
+    const res = await o.store.push(pusher);
+    push.push((task.size * 1e3) / msSince(t0));
+    expect(res.chunksUploaded > 0, 'push uploaded nothing');
+    // The same bytes, raw: one PUT per chunk object body the push sent.
+    const bodies = o.store._blobIds(o.store.list().at(-1)!.id).flatMap((b) => (b.blob === null ? [] : [o.store._blob(b.blob)!.data]));
+    await settle();
+    t0 = nowNs();
+    await forEachLimit(bodies.keys(), pusher.concurrency, (i) => pusher.put(`raw/${i}`, bodies[i]!));
+    raw.push((task.size * 1e3) / msSince(t0));
+    await pusher.close();
+    const reader = await Remote.open(url, opts);
+    await settle();
+    t0 = nowNs();
+    const region = await Region.restore(reader, { name: 'heap', snapshot: res.snapshots.at(-1)!.id, prefetch: 'none' });
+    ret.push(msSince(t0));
+    const before = reader.stats().bytesDownloaded;
+    const u8 = new Uint8Array(region.buffer);
+    const step = 10;
+    for (let c = 0; c < nChunks; c += step) {
+      expect(u8[c * CHUNK + 1] === expected[c * CHUNK + 1], 'restored memory differs from the snapshot');
+    }
+    fetched.push((reader.stats().bytesDownloaded - before) / res.bytesUploaded);
+    region.close();
+    await reader.close();
+  }
+  closeAll({ ...o, region: { close() {} } as Region });
+  removeStore(o.file);
+  return [
+    { metric: 'remote_push_throughput', size: task.size, ours: push, baselines: [{ name: 'raw_put', samples: raw }] },
+    { metric: 'remote_restore_return', size: task.size, ours: ret },
+    { metric: 'remote_bytes_fetched_10pct', size: task.size, ours: fetched },
+  ];
+}
 
 async function main(): Promise<void> {
   let msg: ScenarioMessage;

@@ -58,7 +58,9 @@ export const METRICS = [
   'restore_first_work',
   'clone_open',
 ] as const;
-export type MetricId = (typeof METRICS)[number];
+/** Measured against a real S3 server, with `--remote` (docs/remote.md). */
+export const REMOTE_METRICS = ['remote_push_throughput', 'remote_restore_return', 'remote_bytes_fetched_10pct'] as const;
+export type MetricId = (typeof METRICS)[number] | (typeof REMOTE_METRICS)[number];
 
 export type BaselineName =
   | 'memcpy'
@@ -72,7 +74,8 @@ export type BaselineName =
   | 'uffdio_copy_raw'
   | 'fork_reset'
   | 'warm'
-  | 'no_recording';
+  | 'no_recording'
+  | 'raw_put';
 
 /**
  * Which way is better, per metric. Times, memory and stored size: lower is better, and a
@@ -97,6 +100,9 @@ export const LOWER_IS_BETTER: Record<MetricId, boolean> = {
   pause_full_huge_pages: true,
   restore_first_work: true,
   clone_open: true,
+  remote_push_throughput: false,
+  remote_restore_return: true,
+  remote_bytes_fetched_10pct: true,
 };
 
 export const UNITS: Record<MetricId, string> = {
@@ -117,6 +123,9 @@ export const UNITS: Record<MetricId, string> = {
   pause_full_huge_pages: 'ms',
   restore_first_work: 'ms',
   clone_open: 'ms',
+  remote_push_throughput: 'B/s',
+  remote_restore_return: 'ms',
+  remote_bytes_fetched_10pct: 'fraction of image',
 };
 
 /** What a scenario process is asked to do (argv[2] of scenario.js, as JSON). */
@@ -132,6 +141,8 @@ export interface ScenarioTask {
   pauseMode?: boolean;
   /** Regions allocated with hugePages: true; only the full pause is measured (pause_full_huge_pages). */
   hugePages?: boolean;
+  /** The remote scenario: an env file written by scripts/s3-server.sh start. */
+  s3env?: string;
 }
 
 export type ScenarioName =
@@ -148,7 +159,8 @@ export type ScenarioName =
   | 'peak_memory'
   | 'peak_memory_baselines'
   | 'first_work'
-  | 'clones';
+  | 'clones'
+  | 'remote';
 
 /** Raw samples of one metric at one size, as a scenario reports them (either side may be absent). */
 export interface SampleRow {

@@ -15,6 +15,8 @@ import { registerRestore } from './commands/restore';
 import { registerCat } from './commands/cat';
 import { registerGc } from './commands/gc';
 import { registerBench } from './commands/bench';
+import { registerPush } from './commands/push';
+import { registerPull } from './commands/pull';
 
 function version(): string {
   try {
@@ -28,10 +30,11 @@ function version(): string {
 export function buildProgram(): Command {
   const program = new Command('usnap');
   program
-    .description('Inspect, diff, verify, restore and garbage-collect uffd-snapshot stores.')
+    .description('Inspect, diff, verify, restore and garbage-collect uffd-snapshot stores; push and pull them to S3.')
     .version(version(), '-V, --version', 'print the version')
     .addOption(new Option('--json', 'machine-readable JSON on stdout (stable field names; see docs/cli.md)'))
     .addOption(new Option('--debug', 'print stack traces of errors'))
+    .addOption(new Option('--key-file <file>', 'encryption key of an s3:// remote (32 bytes, or 64 hex digits)'))
     .addOption(new Option('--no-color', 'no colours even on a terminal (NO_COLOR works too)'))
     .helpOption('-h, --help', 'show help')
     .helpCommand('help [command]', 'show help for a command')
@@ -55,10 +58,12 @@ export function buildProgram(): Command {
         ['usnap restore state.usnap 3 -o heap.bin', 'write the region image (sparse)'],
         ['usnap cat state.usnap 3 --offset 64K --length 4096', 'bytes of a snapshot on stdout'],
         ['usnap gc state.usnap --keep 10', 'keep the newest 10 snapshots per region'],
+        ['usnap push state.usnap s3://bucket/app', 'upload snapshots to S3 (AWS_* variables)'],
+        ['usnap pull s3://bucket/app copy.usnap', 'copy them into another store'],
         ['usnap list state.usnap --json | jq .snapshots[].id', 'scripting'],
       ]) + '\nExit codes: 0 ok, 1 failure (verification failed, not found, other errors), 2 usage error.\n',
     );
-  for (const register of [registerProbe, registerList, registerInfo, registerDiff, registerVerify, registerRestore, registerCat, registerGc, registerBench]) {
+  for (const register of [registerProbe, registerList, registerInfo, registerDiff, registerVerify, registerRestore, registerCat, registerGc, registerPush, registerPull, registerBench]) {
     register(program);
   }
   // Subcommands inherit exitOverride/configureOutput/help settings from `program.command()`;

@@ -1,9 +1,11 @@
 // What every command shares: output mode (JSON / human, colours, progress), errors and exit
 // codes, opening stores, formatting numbers, and argument parsers.
+import * as fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import { SnapshotError } from '../../core/errors';
+import { Remote } from '../../store/remote';
 import { Store } from '../../store/store';
 import { CHUNK_SIZE } from '../../core/native';
 import { MAX_REGION_BYTES } from '../region';
@@ -33,11 +35,13 @@ export interface Ctx {
   /** Progress bars on stderr (a TTY, not --json). */
   progress: boolean;
   c: ReturnType<typeof pc.createColors>;
+  /** --key-file: the remote's encryption key (32 bytes, raw or as 64 hex digits). */
+  keyFile?: string;
 }
 
 /** The output context of a command, from its (and the program's) options. */
 export function ctxOf(cmd: Command): Ctx {
-  const o = cmd.optsWithGlobals() as { json?: boolean; debug?: boolean; color?: boolean };
+  const o = cmd.optsWithGlobals() as { json?: boolean; debug?: boolean; color?: boolean; keyFile?: string };
   const json = !!o.json;
   const force = process.env.FORCE_COLOR;
   const forced = force === undefined ? undefined : force !== '0' && force !== 'false';
@@ -48,6 +52,7 @@ export function ctxOf(cmd: Command): Ctx {
     color,
     progress: !json && !!process.stderr.isTTY && process.env.TERM !== 'dumb',
     c: pc.createColors(color),
+    ...(o.keyFile ? { keyFile: o.keyFile } : {}),
   };
 }
 
@@ -114,8 +119,22 @@ export function ratio(x: number, y: number): number | null {
   return y > 0 ? Math.round((x / y) * 1e4) / 1e4 : null;
 }
 
-/** A snapshot named on the command line: its id, or `latest` (the newest complete one). */
+/** A snapshot named on the command line: a store's id, or `latest` (the newest complete one). */
 export type SnapshotRef = number | 'latest';
+
+/** A snapshot argument: a store's id or `latest`, or a remote's 32-hex-digit id. */
+export function parseSnapshotRef(value: string): SnapshotRef | string {
+  return /^[0-9a-f]{32}$/.test(value) ? value : parseSnapshotId(value);
+}
+
+/** The id `ref` as the source named by `where` (a store file or an s3:// URL) spells it. */
+export function snapshotRefFor(where: string, ref: SnapshotRef | string): SnapshotRef | string {
+  const remoteId = typeof ref === 'string' && ref !== 'latest';
+  if (isRemoteUrl(where) !== remoteId) {
+    throw new CliError('USAGE', `"${ref}" is not a snapshot id of ${where}`, isRemoteUrl(where) ? 'Remote ids are 32 hex digits: `usnap list <url>`.' : 'Store ids are integers, or latest: `usnap list <store>`.', EXIT_USAGE);
+  }
+  return ref;
+}
 
 /** commander argument parser for snapshot ids (or `latest`). */
 export function parseSnapshotId(value: string): SnapshotRef {
@@ -181,6 +200,38 @@ export async function withStore<T>(file: string, opts: { write?: boolean }, fn: 
     return await fn(store);
   } finally {
     store.close();
+  }
+}
+
+/** An s3:// URL names a remote (docs/remote.md); anything else is a store file. */
+export function isRemoteUrl(s: string): boolean {
+  return s.startsWith('s3://');
+}
+
+function readKey(file: string): Buffer {
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync(file);
+  } catch (err) {
+    throw new CliError('IO', `cannot read the key file ${file}: ${(err as Error).message}`, 'Pass --key-file with a file holding the 32-byte key.');
+  }
+  const text = raw.toString('utf8').trim();
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, 'hex');
+  if (raw.length === 32) return raw;
+  throw new CliError('USAGE', `${file} holds neither 32 bytes nor 64 hex digits`, 'Create one with: head -c 32 /dev/urandom > key', EXIT_USAGE);
+}
+
+/**
+ * Runs `fn` with the remote open (endpoint and keys from AWS_ENDPOINT_URL, AWS_REGION,
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the SDK's other sources), closing it afterwards.
+ */
+export async function withRemote<T>(ctx: Ctx, url: string, opts: { createBucket?: boolean }, fn: (remote: Remote) => T | Promise<T>): Promise<T> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';  // not the CLI user's concern
+  const remote = await Remote.open(url, { ...(ctx.keyFile ? { encryptionKey: readKey(ctx.keyFile) } : {}), ...(opts.createBucket ? { createBucket: true } : {}) });
+  try {
+    return await fn(remote);
+  } finally {
+    await remote.close();
   }
 }
 

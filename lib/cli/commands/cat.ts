@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { SnapshotError } from '../../../core/errors';
 import { chunkMap } from '../../../store/image';
-import { act, examples, parseCount, parseSize, parseSnapshotId, withStore } from '../util';
+import { act, examples, parseCount, parseSize, parseSnapshotId, resolveSnapshot, type SnapshotRef, withStore } from '../util';
 
 /** Bytes read from the store per step: bounded memory for any length. */
 const STEP = 4 << 20;
@@ -30,7 +30,7 @@ export function registerCat(program: Command): void {
     .command('cat')
     .description("write a snapshot's bytes to stdout (zeros where it has zeros), every chunk checksum-checked")
     .argument('<store>', 'store file')
-    .argument('<snap>', 'snapshot id', parseSnapshotId)
+    .argument('<snap>', 'snapshot id, or latest', parseSnapshotId)
     .option('--offset <bytes>', 'first byte (e.g. 4096, 64K)', parseBytes, 0)
     .option('--length <bytes>', 'bytes to write (default: to the end of the region)', parseBytes)
     .addHelpText(
@@ -41,8 +41,9 @@ export function registerCat(program: Command): void {
       ]) + '\nA range beyond the region is an INVALID_ARGUMENT error (exit 1); a damaged chunk is STORE_CORRUPT, and nothing past it is written.\n',
     )
     .action(
-      act((_ctx, file: string, id: number, opts: { offset: number; length?: number }) =>
+      act((_ctx, file: string, ref: SnapshotRef, opts: { offset: number; length?: number }) =>
         withStore(file, {}, async (store) => {
+          const id = resolveSnapshot(store, ref);
           const size = chunkMap(store, id).regionSize;
           const length = opts.length ?? Math.max(0, size - opts.offset);
           if (opts.offset + length > size) {

@@ -3,14 +3,37 @@ import type { Command } from 'commander';
 import { CHUNK_SIZE } from '../../../core/native';
 import { chunkMap } from '../../../store/image';
 import { snapshotJson } from '../shape';
-import { act, examples, formatBytes, formatRatio, formatTime, keyValues, parseSnapshotId, print, resolveSnapshot, type SnapshotRef, printJson, withStore } from '../util';
+import { act, type Ctx, examples, formatBytes, formatRatio, formatTime, isRemoteUrl, keyValues, parseSnapshotRef, print, printJson, resolveSnapshot, snapshotRefFor, type SnapshotRef, withRemote, withStore } from '../util';
+
+/** usnap info s3://... <id>: one remote snapshot and its history. */
+function infoRemote(ctx: Ctx, url: string, id: string): Promise<void> {
+  return withRemote(ctx, url, {}, async (remote) => {
+    const s = await remote.info(id);
+    const chain = (await remote.chain(id)).map((l) => l.id);
+    if (ctx.json) {
+      printJson({ remote: url, ...s, createdAt: s.createdAt.toISOString(), chain });
+      return;
+    }
+    print(
+      keyValues(ctx, [
+        ['snapshot', ctx.c.bold(s.id)],
+        ['region', `${s.region} (${formatBytes(s.regionSize)})`],
+        ['parent', s.parent ?? 'none (full snapshot)'],
+        ['chain', chain.join(' <- ')],
+        ['label', s.label ?? '-'],
+        ['created', `${formatTime(s.createdAt)} (${s.createdAt.toISOString()})`],
+        ['chunks', `${s.chunks} recorded by this snapshot`],
+      ]),
+    );
+  });
+}
 
 export function registerInfo(program: Command): void {
   program
     .command('info')
     .description('show one snapshot: region, parent, label, time, pages, sizes, compression and dedup ratios')
-    .argument('<store>', 'store file')
-    .argument('<snap>', 'snapshot id, or latest', parseSnapshotId)
+    .argument('<store>', 'store file, or s3://bucket/prefix')
+    .argument('<snap>', 'snapshot id, or latest', parseSnapshotRef)
     .addHelpText(
       'after',
       examples([
@@ -20,9 +43,9 @@ export function registerInfo(program: Command): void {
         '\ncompression ratio = raw bytes / stored bytes (LZ4); dedup ratio = stored bytes / bytes new to the store.\n',
     )
     .action(
-      act((ctx, file: string, ref: SnapshotRef) =>
-        withStore(file, {}, (store) => {
-          const id = resolveSnapshot(store, ref);
+      act((ctx, file: string, ref: SnapshotRef | string) =>
+        isRemoteUrl(file) ? infoRemote(ctx, file, snapshotRefFor(file, ref) as string) : withStore(file, {}, (store) => {
+          const id = resolveSnapshot(store, snapshotRefFor(file, ref) as SnapshotRef);
           const s = store.info(id);
           const chain = store.ancestors(id);
           const children = store.list().filter((x) => x.parent === id).map((x) => x.id);

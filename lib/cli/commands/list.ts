@@ -2,13 +2,37 @@
 import type { Command } from 'commander';
 import type { SnapshotInfo } from '../../../store/store';
 import { snapshotJson } from '../shape';
-import { act, examples, formatBytes, formatTime, print, printJson, table, withStore } from '../util';
+import { act, type Ctx, examples, formatBytes, formatTime, isRemoteUrl, print, printJson, table, withRemote, withStore } from '../util';
+
+/** usnap list s3://...: the snapshots on a remote. */
+function listRemote(ctx: Ctx, url: string, region: string | undefined): Promise<void> {
+  return withRemote(ctx, url, {}, async (remote) => {
+    const snaps = await remote.list(region === undefined ? {} : { region });
+    if (ctx.json) {
+      printJson({ remote: url, snapshots: snaps.map((s) => ({ ...s, createdAt: s.createdAt.toISOString() })) });
+      return;
+    }
+    const { c } = ctx;
+    if (snaps.length === 0) print(c.dim(`no snapshots in ${url}`));
+    else {
+      print(
+        table(
+          ctx,
+          ['ID', 'REGION', 'PARENT', 'LABEL', 'CREATED', 'CHUNKS', 'SIZE'],
+          snaps.map((s) => [c.bold(s.id), s.region, s.parent === null ? c.dim('full') : s.parent.slice(0, 8), s.label ?? c.dim('-'), formatTime(s.createdAt), s.chunks, formatBytes(s.regionSize)]),
+          ['l', 'l', 'l', 'l', 'l', 'r', 'r'],
+        ),
+      );
+    }
+    print(c.dim(`${snaps.length} snapshot(s) in ${url}`));
+  });
+}
 
 export function registerList(program: Command): void {
   program
     .command('list')
     .description('list the snapshots in a store, oldest first, with their regions and sizes')
-    .argument('<store>', 'store file')
+    .argument('<store>', 'store file, or s3://bucket/prefix')
     .option('-r, --region <name>', 'only snapshots of this region')
     .option('-t, --tree', 'the history as a tree: each snapshot under its parent, clones as branches of another region')
     .addHelpText(
@@ -18,11 +42,12 @@ export function registerList(program: Command): void {
         ['usnap list state.usnap --region heap', 'one region only'],
         ['usnap list state.usnap --tree', 'histories and branches (clones) as a tree'],
         ['usnap list state.usnap --json', '{ store, regions[], snapshots[], totals }'],
+        ['usnap list s3://backups/app', 'snapshots on a remote'],
       ]),
     )
     .action(
       act((ctx, file: string, opts: { region?: string; tree?: boolean }) =>
-        withStore(file, {}, (store) => {
+        isRemoteUrl(file) ? listRemote(ctx, file, opts.region) : withStore(file, {}, (store) => {
           const snaps = store.list(opts.region === undefined ? {} : { region: opts.region });
           const byId = new Map(snaps.map((s) => [s.id, s]));
           const regions = store.regionsInfo().filter((r) => opts.region === undefined || r.name === opts.region);

@@ -5,9 +5,32 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CHUNK_SIZE } from '../../../core/native';
 import { forEachChunkAt } from '../../../store/image';
-import type { Store } from '../../../store/store';
 import { progressBar } from '../progress';
-import { act, CliError, type Ctx, examples, EXIT_FAIL, EXIT_OK, EXIT_USAGE, formatBytes, keyValues, parseSnapshotId, print, resolveSnapshot, type SnapshotRef, printJson, withStore } from '../util';
+import { Store } from '../../../store/store';
+import { act, CliError, type Ctx, examples, EXIT_FAIL, EXIT_OK, EXIT_USAGE, formatBytes, isRemoteUrl, keyValues, parseSnapshotRef, print, printJson, resolveSnapshot, snapshotRefFor, type SnapshotRef, withRemote, withStore } from '../util';
+
+/**
+ * Runs `fn` on a store holding the snapshot: the store file itself, or for an s3:// URL an
+ * in-memory store the snapshot is pulled into (every chunk checked against its SHA-256).
+ */
+async function withSnapshot<T>(ctx: Ctx, where: string, ref: SnapshotRef | string, fn: (store: Store, id: number) => T | Promise<T>): Promise<T> {
+  if (!isRemoteUrl(where)) return withStore(where, {}, (store) => fn(store, resolveSnapshot(store, snapshotRefFor(where, ref) as SnapshotRef)));
+  return withRemote(ctx, where, {}, async (remote) => {
+    const store = Store.open(':memory:');
+    try {
+      const bar = progressBar(ctx, 'fetching', 1, 'chunks');
+      let pulled;
+      try {
+        pulled = await store.pull(remote, { snapshot: snapshotRefFor(where, ref) as string, onProgress: (done, total) => bar.update(done, total) });
+      } finally {
+        bar.stop();
+      }
+      return await fn(store, pulled.snapshots.at(-1)!.local);
+    } finally {
+      store.close();
+    }
+  });
+}
 
 const ZERO = Buffer.alloc(CHUNK_SIZE);
 
@@ -124,8 +147,8 @@ export function registerRestore(program: Command): void {
   program
     .command('restore')
     .description("write a region's memory at a snapshot to a file (sparse: zero chunks become holes)")
-    .argument('<store>', 'store file')
-    .argument('<snap>', 'snapshot id, or latest', parseSnapshotId)
+    .argument('<store>', 'store file, or s3://bucket/prefix')
+    .argument('<snap>', 'snapshot id, or latest', parseSnapshotRef)
     .requiredOption('-o, --output <file>', 'image file to write')
     .option('-f, --force', 'overwrite the output file if it exists')
     .option('--verify', 're-read the written image and check every chunk against the store')
@@ -140,9 +163,8 @@ export function registerRestore(program: Command): void {
         'and leaves no output file. The image is written to a temporary file next to the output, then renamed.\n',
     )
     .action(
-      act((ctx, file: string, ref: SnapshotRef, opts: { output: string; force?: boolean; verify?: boolean }) =>
-        withStore(file, {}, (store) => {
-          const id = resolveSnapshot(store, ref);
+      act((ctx, file: string, ref: SnapshotRef | string, opts: { output: string; force?: boolean; verify?: boolean }) =>
+        withSnapshot(ctx, file, ref, (store, id) => {
           const info = store.info(id);
           const out = path.resolve(opts.output);
           checkOutput(store, opts.output, out, opts.force === true);
@@ -172,7 +194,7 @@ export function registerRestore(program: Command): void {
           const st = fs.statSync(out);
           const check = opts.verify ? verifyImage(ctx, store, id, out, total) : null;
           const result = {
-            snapshot: id,
+            snapshot: ref,
             region: info.region,
             output: out,
             regionSize: w.regionSize,
@@ -191,7 +213,7 @@ export function registerRestore(program: Command): void {
             print(
               keyValues(ctx, [
                 ['wrote', `${out}`],
-                ['snapshot', `${id} of region ${info.region}`],
+                ['snapshot', `${ref} of region ${info.region}`],
                 ['size', `${formatBytes(w.regionSize)} (${w.dataChunks} data chunks, ${w.zeroChunks} holes)`],
                 ['on disk', formatBytes(st.blocks * 512)],
                 ['sha256', w.sha256],
