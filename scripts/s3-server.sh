@@ -181,7 +181,15 @@ envfile=${2:-}
 [ -n "$envfile" ] || die "usage: $0 start|stop|env ENV_FILE"
 cd "$(dirname "$0")/.."  # node resolves @aws-sdk/client-s3 from the repository
 case "$cmd" in
-  start) start "$envfile" ;;
+  start)
+    # A start on a loaded machine has been seen to fail once in a while (an OSD refused by its
+    # monitor); each attempt is a fresh cluster in a fresh directory.
+    for attempt in 1 2 3; do
+      (start "$envfile") && exit 0
+      echo "s3-server: start attempt $attempt failed" >&2
+    done
+    exit 1
+    ;;
   stop) stop "$envfile" ;;
   env) sed -n 's/^\(AWS_[A-Z_]*=.*\)/export \1/p' "$envfile" ;;
   *) die "usage: $0 start|stop|env ENV_FILE" ;;
