@@ -36,9 +36,13 @@ export interface BenchOptions {
   json: boolean;
   /** Show progress on stderr (a bar on a terminal, one line per scenario otherwise). */
   progress: boolean;
+  /** Run only the scenarios with these names (with their baselines), e.g. ['continuous']. */
+  only?: string[];
 }
 
 const MiB = 1 << 20;
+/** The two metrics are named by these sizes, whatever the mode. */
+const RESET_SIZES = [64 * MiB, 1024 * MiB];
 
 interface Plan {
   quick: boolean;
@@ -51,12 +55,16 @@ interface Plan {
   rollbackSize: number;
   /** Sizes of the restore rows (full mode adds 1 GiB, the size issue 9 names). */
   restoreSizes: number[];
+  /** Size of the continuous-checkpointing loop (1 GiB per issue 14, 256 MiB in quick mode). */
+  continuousSize: number;
+  /** reset_small_dirty and reset_small_dirty_1g. */
+  resetSizes: number[];
 }
 
 function plan(mode: BenchMode, size?: number): Plan {
   const base: Plan =
     mode === 'quick'
-      ? { quick: true, runs: 3, pauseSizes: [16 * MiB, 64 * MiB], size: 32 * MiB, rollbackSize: 32 * MiB, restoreSizes: [32 * MiB] }
+      ? { quick: true, runs: 3, pauseSizes: [16 * MiB, 64 * MiB], size: 32 * MiB, rollbackSize: 32 * MiB, restoreSizes: [32 * MiB], continuousSize: 256 * MiB, resetSizes: RESET_SIZES }
       : mode === 'full'
         ? {
             quick: false,
@@ -65,11 +73,13 @@ function plan(mode: BenchMode, size?: number): Plan {
             size: 256 * MiB,
             rollbackSize: 256 * MiB,
             restoreSizes: [256 * MiB, 1024 * MiB],
+            continuousSize: 1024 * MiB,
+            resetSizes: RESET_SIZES,
           }
-        : { quick: false, runs: 5, pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB], size: 256 * MiB, rollbackSize: 256 * MiB, restoreSizes: [256 * MiB] };
+        : { quick: false, runs: 5, pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB], size: 256 * MiB, rollbackSize: 256 * MiB, restoreSizes: [256 * MiB], continuousSize: 1024 * MiB, resetSizes: RESET_SIZES };
   if (size !== undefined) {
     if (!Number.isSafeInteger(size) || size <= 0 || size % 65536 !== 0) throw new RangeError(`size must be a positive multiple of 64 KiB (got ${size})`);
-    return { ...base, pauseSizes: [size], size, rollbackSize: size, restoreSizes: [size] };
+    return { ...base, pauseSizes: [size], size, rollbackSize: size, restoreSizes: [size], continuousSize: size };
   }
   return base;
 }
@@ -103,6 +113,10 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     t('pause', p.pauseSizes[p.pauseSizes.length - 1]!, false, true),
     t('first_work', p.size),
     t('clones', p.size),
+    t('continuous', p.continuousSize),
+    t('continuous_baselines', p.continuousSize),
+    t('capture', p.size),
+    ...p.resetSizes.flatMap((s) => [t('reset_small', s), t('reset_small_baselines', s)]),
   );
   return out;
 }
@@ -187,7 +201,7 @@ export function ratioOf(metric: MetricId, oursMedian: number, baselineMedian: nu
 }
 
 /** Joins ours and the baselines of each (metric, size); "min" is the smallest number either way. */
-function merge(rows: SampleRow[]): BenchResult[] {
+function merge(rows: SampleRow[], complete = true): BenchResult[] {
   const byKey = new Map<string, { metric: MetricId; size: number; ours: number[]; baselines: Map<BaselineName, number[]> }>();
   for (const r of rows) {
     const key = `${r.metric}@${r.size}`;
@@ -207,7 +221,7 @@ function merge(rows: SampleRow[]): BenchResult[] {
     out.push({ metric: e.metric, unit: UNITS[e.metric], size: e.size, ours, baselines });
   }
   out.sort((a, b) => METRICS.indexOf(a.metric) - METRICS.indexOf(b.metric) || a.size - b.size);
-  for (const m of METRICS) if (!out.some((r) => r.metric === m)) throw new Error(`bench: no result for ${m}`);
+  if (complete) for (const m of METRICS) if (!out.some((r) => r.metric === m)) throw new Error(`bench: no result for ${m}`);
   return out;
 }
 
@@ -248,7 +262,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const p = plan(opts.mode, opts.size);
   const entry = scenarioEntry();
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'usnap-bench-'));
-  const list = tasks(p, tmpDir);
+  const only = opts.only;
+  const list = tasks(p, tmpDir).filter((t) => !only || only.some((o) => t.scenario === o || t.scenario === `${o}_baselines`));
+  if (list.length === 0) throw new RangeError(`no scenario named ${only!.join(', ')}`);
   const prog = progressReporter(opts.progress, list.length);
   const rows: SampleRow[] = [];
   const date = new Date().toISOString();
@@ -264,7 +280,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     prog.stop();
     fs.rmSync(tmpDir, { recursive: true, force: true });
   }
-  const report: BenchReport = { machine: machineInfo(), mode: opts.mode, date, results: merge(rows) };
+  const report: BenchReport = { machine: machineInfo(), mode: opts.mode, date, results: merge(rows, !only) };
   if (opts.out) await writeOutputs(report, opts.out);
   return report;
 }

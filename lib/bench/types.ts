@@ -57,6 +57,14 @@ export const METRICS = [
   // Many regions from one snapshot (issue 16).
   'restore_first_work',
   'clone_open',
+  // A program that keeps running, checkpointed every 100 ms (issue 14).
+  'continuous_loss_1pct',
+  'continuous_loss_5pct',
+  'continuous_stall_p99_1pct',
+  'capture_amplification',
+  'capture_faults',
+  'reset_small_dirty',
+  'reset_small_dirty_1g',
 ] as const;
 export type MetricId = (typeof METRICS)[number];
 
@@ -72,7 +80,8 @@ export type BaselineName =
   | 'uffdio_copy_raw'
   | 'fork_reset'
   | 'warm'
-  | 'no_recording';
+  | 'no_recording'
+  | 'fork_bgsave';
 
 /**
  * Which way is better, per metric. Times, memory and stored size: lower is better, and a
@@ -97,6 +106,13 @@ export const LOWER_IS_BETTER: Record<MetricId, boolean> = {
   pause_full_huge_pages: true,
   restore_first_work: true,
   clone_open: true,
+  continuous_loss_1pct: true,
+  continuous_loss_5pct: true,
+  continuous_stall_p99_1pct: true,
+  capture_amplification: true,
+  capture_faults: true,
+  reset_small_dirty: false,
+  reset_small_dirty_1g: false,
 };
 
 export const UNITS: Record<MetricId, string> = {
@@ -117,6 +133,13 @@ export const UNITS: Record<MetricId, string> = {
   pause_full_huge_pages: 'ms',
   restore_first_work: 'ms',
   clone_open: 'ms',
+  continuous_loss_1pct: 'fraction of throughput',
+  continuous_loss_5pct: 'fraction of throughput',
+  continuous_stall_p99_1pct: 'p99 batch with / without',
+  capture_amplification: 'chunks stored / written',
+  capture_faults: 'faults',
+  reset_small_dirty: 'resets/s',
+  reset_small_dirty_1g: 'resets/s',
 };
 
 /** What a scenario process is asked to do (argv[2] of scenario.js, as JSON). */
@@ -148,7 +171,12 @@ export type ScenarioName =
   | 'peak_memory'
   | 'peak_memory_baselines'
   | 'first_work'
-  | 'clones';
+  | 'clones'
+  | 'continuous'
+  | 'continuous_baselines'
+  | 'capture'
+  | 'reset_small'
+  | 'reset_small_baselines';
 
 /** Raw samples of one metric at one size, as a scenario reports them (either side may be absent). */
 export interface SampleRow {
