@@ -101,6 +101,8 @@ export interface RegionStats {
   meanFaultUs: number;
   /** Chunks captured for a snapshot but not yet saved. */
   pendingChunks: number;
+  /** Pages fault-around unprotected ahead of a write that stayed unchanged, so no snapshot stored them. */
+  pagesUnchangedSkipped: number;
 }
 
 const OPTION_KEYS = ['store', 'name', 'mode', 'hugePages', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'];
@@ -559,6 +561,7 @@ export class Region {
       maxPauseMs: s.maxPauseNs / 1e6,
       meanFaultUs: s.wpFaults ? s.faultNsTotal / s.wpFaults / 1e3 : 0,
       pendingChunks: s.pendingChunks,
+      pagesUnchangedSkipped: s.chunksUnchanged * pagesPerChunk,
     };
   }
 
