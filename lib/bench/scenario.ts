@@ -116,13 +116,13 @@ async function warmStore(store: Store): Promise<void> {
 }
 
 /** A fresh file store (writer warmed) with one region of `size`, every page written with fillRealistic data. */
-async function openFilled(task: ScenarioTask, size: number, seed: number): Promise<Opened> {
+async function openFilled(task: ScenarioTask, size: number, seed: number, fill = size): Promise<Opened> {
   const file = path.join(task.tmpDir, `s${process.pid}-${++fileSeq}.usnap`);
   const store = Store.open(file);
   await warmStore(store);
   const region = Region.alloc(size, { store, name: 'heap', mode: task.pauseMode ? 'pause' : 'live', hugePages: task.hugePages === true });
   const u8 = new Uint8Array(region.buffer);
-  base.fillRealistic(u8, seed);
+  base.fillRealistic(fill < size ? u8.subarray(0, fill) : u8, seed);
   return { store, region, u8, file };
 }
 
@@ -495,7 +495,7 @@ const PERIOD_MS = 100;
 const MAX_IN_FLIGHT = 8;
 const BATCH = 1000;
 /** Each phase (with and without snapshots) lasts this long; runs are fewer than elsewhere. */
-const continuousPhaseMs = (task: ScenarioTask): number => (task.quick ? 1000 : 5000);
+const continuousPhaseMs = (task: ScenarioTask): number => (task.quick ? 300 : 5000);
 const continuousRuns = (task: ScenarioTask): number => (task.quick ? 1 : Math.min(task.runs, 3));
 const HOT: [MetricId, number][] = [
   ['continuous_loss_1pct', 0.01],
@@ -614,7 +614,7 @@ async function capture(task: ScenarioTask): Promise<SampleRow[]> {
   const chunks = task.size / CHUNK;
   const ppc = CHUNK / PAGE;
   if (chunks < 32 * 8) throw new Error('capture needs a region of at least 16 MiB');
-  for (let r = 0; r < task.runs; r++) {
+  for (let r = 0; r < (task.quick ? 1 : task.runs); r++) {
     const o = await openFilled(task, task.size, r + 1);
     await o.region.snapshot().persisted;
     let f0 = o.region.stats().faults;
@@ -649,7 +649,8 @@ const resetMetric = (size: number): MetricId => (size >= 1 << 30 ? 'reset_small_
  * checked against the base after the timed loop.
  */
 async function resetSmall(task: ScenarioTask): Promise<SampleRow[]> {
-  const o = await openFilled(task, task.size, 5);
+  // Quick mode fills 64 MiB of the region only (the loop writes 16 pages; the rest is zero).
+  const o = await openFilled(task, task.size, 5, task.quick ? 64 * MiB : task.size);
   const pages = task.size / PAGE;
   const original = new Uint8Array(pages);
   for (let p = 0; p < pages; p++) original[p] = o.u8[p * PAGE + 64]!;
@@ -675,7 +676,7 @@ async function resetSmall(task: ScenarioTask): Promise<SampleRow[]> {
   const oneMs = Math.max(msSince(t0) / 20, 0.001);
   const iters = Math.min(200_000, Math.max(50, Math.ceil(ROLLBACK_RUN_MS(task) / oneMs)));
   const ours: number[] = [];
-  for (let r = 0; r < task.runs; r++) {
+  for (let r = 0; r < (task.quick ? 1 : task.runs); r++) {
     await settle();
     const st0 = o.region.stats();
     t0 = nowNs();
@@ -856,9 +857,15 @@ function resetSmallBaselines(task: ScenarioTask): SampleRow[] {
   const fraction = RESET_PAGES / (task.size / PAGE);
   const cal = base.forkReset(task.size, fraction, 3);
   const iters = Math.min(5000, Math.max(5, Math.ceil((ROLLBACK_RUN_MS(task) * 1e6) / cal.nsPerIter)));
-  collect(task.runs, {
+  collect(task.quick ? 1 : task.runs, {
     forkReset: () => b.add(m, 'fork_reset', base.forkReset(task.size, fraction, iters).itersPerSec),
     memcpy: () => b.add(m, 'memcpy', 1e9 / base.memcpyFull(task.size).ns),
+    // The kernel primitive a live-mode reset cannot do without: re-protecting the 16 written
+    // 64 KiB groups, one UFFDIO_WRITEPROTECT each (resets/s if that were all a reset cost).
+    wpIoctl: () => {
+      const r = base.wpIoctlRaw(task.size, (100 * RESET_PAGES) / (task.size / CHUNK));
+      b.add(m, 'wp_ioctl_raw', 1e9 / r.partialNs);
+    },
   });
   return rows(task.size, b.m);
 }
@@ -875,6 +882,9 @@ function continuousBaselines(task: ScenarioTask): SampleRow[] {
         if (hot === 0.01) b.add('continuous_stall_p99_1pct', kind, c.batchP99Ns / c.batchP99NsPlain);
         process.stderr.write(`${metric} ${kind}: ${(c.updatesPerSecPlain / 1e6).toFixed(0)} -> ${(c.updatesPerSec / 1e6).toFixed(0)} M updates/s, loss ${(c.loss * 100).toFixed(1)}%, p99 batch ${(c.batchP99NsPlain / 1e3).toFixed(1)} -> ${(c.batchP99Ns / 1e3).toFixed(1)} us\n`);
       }
+      // The kernel primitive a live-mode snapshot cannot do without: re-protecting the hot
+      // chunks, one UFFDIO_WRITEPROTECT per 64 KiB chunk; as a fraction of the period.
+      b.add(metric, 'wp_ioctl_raw', base.wpIoctlRaw(task.size, hot * 100).partialNs / 1e6 / PERIOD_MS);
     }
   }
   return rows(task.size, b.m);
