@@ -502,6 +502,9 @@ const HOT: [MetricId, number][] = [
   ['continuous_loss_5pct', 0.05],
 ];
 
+/** A loss below 0.01% (or a gain: noise) is reported as 0.01%, so ratios stay finite. */
+const lossFloor = (loss: number): number => Math.max(loss, 1e-4);
+
 function p99(xs: Float64Array | number[]): number {
   const s = Float64Array.from(xs).sort();
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]!;
@@ -582,7 +585,7 @@ async function continuous(task: ScenarioTask): Promise<SampleRow[]> {
       const st0 = o.region.stats();
       const withSnaps = await keepRunning(o.u8, hot, phaseMs, 7 + r, o.region);
       const st1 = o.region.stats();
-      const loss = 1 - withSnaps.rate / plain.rate;
+      const loss = lossFloor(1 - withSnaps.rate / plain.rate);
       push(s, metric, loss);
       if (hot === 0.01) push(s, 'continuous_stall_p99_1pct', p99(withSnaps.batches) / p99(plain.batches));
       process.stderr.write(
@@ -878,7 +881,7 @@ function continuousBaselines(task: ScenarioTask): SampleRow[] {
     for (const [metric, hot] of HOT) {
       for (const kind of ['fork_bgsave', 'memcpy'] as const) {
         const c = base.continuous(task.size, hot, phaseMs, PERIOD_MS, kind, task.tmpDir);
-        b.add(metric, kind, c.loss);
+        b.add(metric, kind, lossFloor(c.loss));
         if (hot === 0.01) b.add('continuous_stall_p99_1pct', kind, c.batchP99Ns / c.batchP99NsPlain);
         process.stderr.write(`${metric} ${kind}: ${(c.updatesPerSecPlain / 1e6).toFixed(0)} -> ${(c.updatesPerSec / 1e6).toFixed(0)} M updates/s, loss ${(c.loss * 100).toFixed(1)}%, p99 batch ${(c.batchP99NsPlain / 1e3).toFixed(1)} -> ${(c.batchP99Ns / 1e3).toFixed(1)} us\n`);
       }
