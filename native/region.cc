@@ -379,7 +379,9 @@ void Region::OnWriteFault(uintptr_t addr) {
     lastGroupSpeculative_ = speculative_.size();
     const size_t faulting = page / kPagesPerChunk;
     for (size_t c = g0 / kPagesPerChunk; c <= (g1 - 1) / kPagesPerChunk; c++) {
-      if (c != faulting && c * kPagesPerChunk >= g0 && (c + 1) * kPagesPerChunk <= g1 &&
+      // Not the chunks a snapshot in flight still needs (pending): they are copied here
+      // anyway, and a writer that keeps rewriting a region should not pay a hash on top.
+      if (c != faulting && c * kPagesPerChunk >= g0 && (c + 1) * kPagesPerChunk <= g1 && !pendingSnap_[c] &&
           speculative_.size() < kMaxSpeculative && tracking_ && !pauseMode_) {
         bool clean = true;
         for (size_t p = c * kPagesPerChunk; clean && p < (c + 1) * kPagesPerChunk; p++) clean = !written_.Test(p);
