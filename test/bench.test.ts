@@ -48,13 +48,13 @@ describe('usnap bench --quick --json', () => {
   it('reports every metric with finite figures and ratios from the same run', async () => {
     const t0 = Date.now();
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, [ENTRY, '--quick', '--json'], { maxBuffer: 64 << 20, timeout: 150_000 }, (err, out, errOut) => {
+      execFile(process.execPath, [ENTRY, '--quick', '--json'], { maxBuffer: 64 << 20, timeout: 200_000 }, (err, out, errOut) => {
         if (err) reject(new Error(`${err.message}\n${errOut}`));
         else resolve(out);
       });
     });
     const seconds = (Date.now() - t0) / 1000;
-    expect(seconds).toBeLessThan(90);
+    expect(seconds).toBeLessThan(150);  // the continuous and reset rows (issue 14) added ~30 s
 
     const report = JSON.parse(stdout) as BenchReport;
     expect(report.mode).toBe('quick');
@@ -84,5 +84,5 @@ describe('usnap bench --quick --json', () => {
       }
     }
     for (const r of report.results) expect((METRICS as readonly string[]).includes(r.metric)).toBe(true);
-  }, 160_000);
+  }, 210_000);
 });
