@@ -26,6 +26,7 @@ export interface NativeRegionStats {
   maxPauseNs: number;
   pendingChunks: number;
   faultNsTotal: number;
+  chunksUnchanged: number;
 }
 
 export interface NativeSnapshotResult {

@@ -138,6 +138,8 @@ export interface RegionStats {
   meanFaultUs: number;
   /** Chunks captured for a snapshot but not yet saved. */
   pendingChunks: number;
+  /** Pages fault-around unprotected ahead of a write that stayed unchanged, so no snapshot stored them. */
+  pagesUnchangedSkipped: number;
 }
 
 const TUNING_KEYS = ['mode', 'faultAround', 'faultAroundMax', 'captureBudget', 'saverThreads'] as const;
@@ -647,6 +649,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
       maxPauseMs: s.maxPauseNs / 1e6,
       meanFaultUs: s.wpFaults ? s.faultNsTotal / s.wpFaults / 1e3 : 0,
       pendingChunks: s.pendingChunks,
+      pagesUnchangedSkipped: s.chunksUnchanged * pagesPerChunk,
     };
   }
 

@@ -407,6 +407,7 @@ Napi::Value RegionStatsFn(const Napi::CallbackInfo& info) {
     num("maxPauseNs", s.maxPauseNs);
     num("pendingChunks", s.pendingChunks);
     num("faultNsTotal", s.faultNsTotal);
+    num("chunksUnchanged", s.chunksUnchanged);
     return o;
   });
 }

@@ -17,6 +17,10 @@ class Bitmap {
   void SetRange(size_t begin, size_t end) {
     for (size_t i = begin; i < end; i++) Set(i);
   }
+  void Clear(size_t i) { words_[i >> 6] &= ~(uint64_t{1} << (i & 63)); }
+  void ClearRange(size_t begin, size_t end) {
+    for (size_t i = begin; i < end; i++) Clear(i);
+  }
   void ClearAll() { std::fill(words_.begin(), words_.end(), 0); }
   void SetAll() {
     ClearAll();

@@ -219,9 +219,10 @@ void Region::ProtectRangeLocked(size_t firstPage, size_t endPage) {
   protectCost_.Observe(endPage - firstPage, NowNs() - t0);
 }
 
-void Region::ProtectPagesLocked(const Bitmap& pages) {
+template <typename ForEachRun>
+void Region::ProtectRunsLocked(ForEachRun forEachRun) {
   size_t first = 0, end = 0;
-  pages.ForEachRun([&](size_t b, size_t e) {
+  forEachRun([&](size_t b, size_t e) {
     if (end > first && b - end <= protectCost_.MergeGapPages()) {
       end = e;
       return;
@@ -231,6 +232,10 @@ void Region::ProtectPagesLocked(const Bitmap& pages) {
     end = e;
   });
   if (end > first) ProtectRangeLocked(first, end);
+}
+
+void Region::ProtectPagesLocked(const Bitmap& pages) {
+  ProtectRunsLocked([&](auto fn) { pages.ForEachRun(fn); });
 }
 
 SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
@@ -253,15 +258,18 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
     } else {
       ProtectPagesLocked(written_);
       r.chunks = WrittenChunksLocked();
+      DropUnchangedLocked(&r.chunks);
     }
     if (!pauseMode_) {
       written_.ClearAll();
-      for (uint32_t c : r.chunks) pendingSnap_[c] = snapId;
+      for (uint32_t c : r.chunks) SetPendingLocked(c, snapId);
       sink_->Open(snapId, regionKey_, r.full, std::move(meta), static_cast<uint32_t>(r.chunks.size()));
       if (!saver_) saver_ = std::make_unique<Saver>(this, saverThreads_);
       if (!r.chunks.empty()) inflight_.push_back({snapId, r.chunks, 0, scanLater, nullptr});
     }
     held_ = hold;
+    headSnap_ = snapId;
+    NewHeadLocked(false);
     r.pauseNs = NowNs() - t0;
     stats_.snapshots++;
     stats_.lastPauseNs = r.pauseNs;
@@ -307,7 +315,7 @@ void Region::CaptureLocked(uint32_t c) {
   const uint64_t snap = pendingSnap_[c];
   captureEpoch_[c] = readEpoch_;
   captureSnap_[c] = snap;
-  pendingSnap_[c] = 0;
+  SetPendingLocked(c, 0);
   stats_.chunksCapturedByHandler++;
   stats_.bytesCaptured += kChunkSize;
   if (rawQueueBytes_ >= captureBudget_) {
@@ -327,7 +335,7 @@ void Region::FlushLocked() {
   // Every pending chunk, not only those still queued in inflight_: the chunks savers are
   // encoding right now are pending too (their Inflight may already be gone), and capturing
   // them here is what tells those savers to drop their copies.
-  for (uint32_t c = 0; c < nChunks_; c++)
+  for (uint32_t c = 0; pendingCount_ && c < nChunks_; c++)
     if (pendingSnap_[c]) CaptureLocked(c);
   inflight_.clear();
   if (!rawQueue_.empty()) saverCv_.notify_all();
@@ -366,7 +374,20 @@ void Region::OnWriteFault(uintptr_t addr) {
       g0 = std::max(g0, page / kPagesPerChunk * kPagesPerChunk);
       g1 = std::min(g1, (page / kPagesPerChunk + 1) * kPagesPerChunk);
     }
+    // The previous group's chunks ahead of its fault were written through: no need to look again.
+    if (g0 == lastGroupEnd_ && lastGroupSpeculative_ < speculative_.size()) speculative_.resize(lastGroupSpeculative_);
+    lastGroupSpeculative_ = speculative_.size();
+    const size_t faulting = page / kPagesPerChunk;
     for (size_t c = g0 / kPagesPerChunk; c <= (g1 - 1) / kPagesPerChunk; c++) {
+      // Not the chunks a snapshot in flight still needs (pending): they are copied here
+      // anyway, and a writer that keeps rewriting a region should not pay a hash on top.
+      if (c != faulting && c * kPagesPerChunk >= g0 && (c + 1) * kPagesPerChunk <= g1 && !pendingSnap_[c] &&
+          speculative_.size() < kMaxSpeculative && tracking_ && !pauseMode_) {
+        bool clean = true;
+        for (size_t p = c * kPagesPerChunk; clean && p < (c + 1) * kPagesPerChunk; p++) clean = !written_.Test(p);
+        // Still protected, so these are its contents at the head.
+        if (clean) speculative_.push_back({static_cast<uint32_t>(c), Hash64(ChunkAddr(c), kChunkSize)});
+      }
       if (pendingSnap_[c]) {
         CaptureLocked(static_cast<uint32_t>(c));
         captured = true;
@@ -374,6 +395,7 @@ void Region::OnWriteFault(uintptr_t addr) {
     }
     lastGroupEnd_ = g1;
     lastSpan_ = span;
+    if (undoValid_) RecordUndoLocked(g0, g1);
     // Unprotecting wakes the faulting thread(s).
     uffd_->WriteProtect(base_ + g0 * kPageSize, (g1 - g0) * kPageSize, false);
     if (!closed_) written_.SetRange(g0, g1);
@@ -403,6 +425,7 @@ void Region::OnRemove(uintptr_t start, uintptr_t end) {
   const uintptr_t lo = std::max(start, reinterpret_cast<uintptr_t>(base_));
   const uintptr_t hi = std::min(end, reinterpret_cast<uintptr_t>(base_) + size_);
   if (lo >= hi || !tracking_) return;
+  undoValid_ = false;  // the pages change without a write fault
   if (pauseMode_) {
     // Dropped pages do not show as written to PAGEMAP_SCAN: start a new full baseline.
     baselineBroken_ = true;
@@ -426,8 +449,8 @@ void Region::OnRemove(uintptr_t start, uintptr_t end) {
   // A capture in flight lost its contents: that snapshot and every later one of this
   // region fail, and the next snapshot starts a new full baseline.
   sink_->Fail(lost, "memory in the region was discarded (MADV_DONTNEED or similar) before it was saved");
-  for (auto& s : pendingSnap_)
-    if (s >= lost) s = 0;
+  for (uint32_t c = 0; c < nChunks_; c++)
+    if (pendingSnap_[c] >= lost) SetPendingLocked(c, 0);
   inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(), [&](const Inflight& f) { return f.snap >= lost; }),
                   inflight_.end());
   baselineBroken_ = true;
@@ -464,6 +487,9 @@ void Region::OnRemap(uintptr_t from, uintptr_t to, size_t len) {
     if (s && (lost == 0 || s < lost)) lost = s;
     s = 0;
   }
+  pendingCount_ = 0;
+  speculative_.clear();
+  lastGroupSpeculative_ = 0;
   inflight_.clear();
   if (lost) sink_->Fail(lost, "the region's memory was moved by mremap() before it was saved");
 }
@@ -508,6 +534,7 @@ void Region::Unprotect(size_t offset, size_t len) {
     }
     uffd_->WriteProtect(base_ + p0 * kPageSize, (p1 - p0) * kPageSize, false);
     written_.SetRange(p0, p1);
+    undoValid_ = false;
   }
   if (captured) saverCv_.notify_one();
 }
@@ -545,7 +572,7 @@ bool Region::SaveStep() {
         // Chunks the scan found unpopulated are zero at the snapshot: no need to read them.
         while (f.next < f.chunks.size() && f.populated && pendingSnap_[f.chunks[f.next]] == f.snap &&
                !f.populated->Test(f.chunks[f.next])) {
-          pendingSnap_[f.chunks[f.next]] = 0;
+          SetPendingLocked(f.chunks[f.next], 0);
           sink_->Put(f.snap, f.chunks[f.next], ZeroBlob(kChunkSize));
           f.next++;
         }
@@ -582,7 +609,7 @@ bool Region::SaveStep() {
   BlobPtr encoded = Encode(ChunkAddr(chunk), kChunkSize);
   std::lock_guard<std::mutex> lock(mu_);
   if (pendingSnap_[chunk] == snap) {
-    pendingSnap_[chunk] = 0;
+    SetPendingLocked(chunk, 0);
     captureEpoch_[chunk] = epoch;
     captureSnap_[chunk] = snap;
     stats_.chunksSavedInBackground++;
@@ -609,10 +636,78 @@ std::vector<uint32_t> Region::PrepareRollback() {
   return ChangedChunksLocked();
 }
 
+void Region::NewHeadLocked(bool rolledBack) {
+  undo_.clear();
+  undoUsed_ = 0;
+  undoValid_ = rolledBack && tracking_ && !pauseMode_ && !source_;
+  if (!rolledBack) std::vector<uint8_t>().swap(undoBytes_);
+  speculative_.clear();
+  lastGroupSpeculative_ = 0;
+}
+
+void Region::DropUnchangedLocked(std::vector<uint32_t>* chunks) {
+  if (speculative_.empty()) return;
+  // Protected again by now: the contents cannot change under the hash.
+  Bitmap unchanged(nChunks_);
+  for (const Speculative& s : speculative_)
+    if (Hash64(ChunkAddr(s.chunk), kChunkSize) == s.hash) unchanged.Set(s.chunk);
+  const size_t before = chunks->size();
+  chunks->erase(std::remove_if(chunks->begin(), chunks->end(), [&](uint32_t c) { return unchanged.Test(c); }), chunks->end());
+  stats_.chunksUnchanged += before - chunks->size();
+}
+
+void Region::RecordUndoLocked(size_t p0, size_t p1) {
+  // Pages written since the head were recorded when first written, and may differ now.
+  size_t p = p0;
+  while (p < p1) {
+    while (p < p1 && written_.Test(p)) p++;
+    const size_t b = p;
+    while (p < p1 && !written_.Test(p)) p++;
+    if (b == p) continue;
+    const size_t len = (p - b) * kPageSize;
+    if (undoUsed_ + len > kUndoBudget) {
+      undo_.clear();
+      undoUsed_ = 0;
+      undoValid_ = false;  // until the next rollback: the written pages are not all recorded
+      return;
+    }
+    if (undoBytes_.size() < undoUsed_ + len) undoBytes_.resize(std::max(undoUsed_ + len, undoBytes_.size() * 2));
+    // Still protected, so unchanged since the head (and present: reading cannot fault to us).
+    std::memcpy(undoBytes_.data() + undoUsed_, base_ + b * kPageSize, len);
+    undo_.push_back({static_cast<uint32_t>(b), static_cast<uint32_t>(p - b), undoUsed_});
+    undoUsed_ += len;
+  }
+}
+
+bool Region::ResetFromUndoLocked() {
+  FlushLocked();
+  std::sort(undo_.begin(), undo_.end(), [](const UndoEntry& a, const UndoEntry& b) { return a.firstPage < b.firstPage; });
+  size_t n = 0;
+  for (const UndoEntry& e : undo_) {
+    std::memcpy(base_ + size_t{e.firstPage} * kPageSize, undoBytes_.data() + e.offset, size_t{e.pages} * kPageSize);
+    n += e.pages;
+  }
+  ProtectRunsLocked([&](auto fn) {
+    size_t i = 0;
+    while (i < undo_.size()) {
+      const size_t b = undo_[i].firstPage;
+      size_t e = b + undo_[i].pages;
+      while (++i < undo_.size() && undo_[i].firstPage == e) e += undo_[i].pages;
+      fn(b, e);
+    }
+  });
+  for (const UndoEntry& e : undo_) written_.ClearRange(e.firstPage, size_t{e.firstPage} + e.pages);
+  stats_.rollbacks++;
+  stats_.pagesRolledBack += n;
+  NewHeadLocked(true);
+  return true;
+}
+
 bool Region::ResetToHead(uint64_t target) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) throw std::logic_error("region is closed");
   CheckUsableLocked();
+  if (undoValid_ && target == headSnap_) return ResetFromUndoLocked();
   if (!tracking_ || target != cacheSnap_ || cache_.empty() || (source_ && !source_->ready())) return false;
   FlushLocked();
   MergeZeroServedLocked();
@@ -647,6 +742,7 @@ bool Region::ResetToHead(uint64_t target) {
   written_.ClearAll();
   stats_.rollbacks++;
   stats_.pagesRolledBack += n;
+  NewHeadLocked(true);
   return true;
 }
 
@@ -698,6 +794,7 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
       if (!covered.Test(c)) missing.push_back(c);
   }
   if (!missing.empty()) return missing;
+  undoValid_ = false;  // until it succeeds: the pages it rewrites are not in the log
   // Rolling back to the head itself: only pages written since differ. Copy just those from
   // the cache (a fuzzer that writes one page per chunk rewrites pages, not chunks).
   Bitmap pages;
@@ -777,6 +874,8 @@ std::vector<uint32_t> Region::Rollback(uint64_t target, const std::vector<ChunkS
   }
   written_.ClearAll();
   baselineBroken_ = false;
+  headSnap_ = target;
+  NewHeadLocked(true);
   stats_.rollbacks++;
   stats_.chunksRolledBack += sources.size();
   stats_.pagesRolledBack += pagesWritten;
@@ -799,15 +898,13 @@ void Region::Grow(size_t newSize) {
   captureEpoch_.resize(nChunks_, 0);
   captureSnap_.resize(nChunks_, 0);
   if (tracking_) written_.SetRange(oldPages, nPages_);
+  undoValid_ = false;
 }
 
 RegionStats Region::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   RegionStats s = stats_;
-  s.pendingChunks = 0;
-  for (uint64_t p : pendingSnap_)
-    if (p) s.pendingChunks++;
-  s.pendingChunks += rawQueue_.size();
+  s.pendingChunks = pendingCount_ + rawQueue_.size();
   return s;
 }
 

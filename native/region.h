@@ -54,6 +54,7 @@ struct RegionStats {
   uint64_t maxPauseNs = 0;
   uint64_t pendingChunks = 0;
   uint64_t faultNsTotal = 0;  // time the handler spent serving faults
+  uint64_t chunksUnchanged = 0;  // unprotected ahead of a write but unchanged: not stored
 };
 
 struct SnapshotResult {
@@ -108,9 +109,11 @@ class Region {
   void Release();
   // Captures every pending chunk now and returns the chunks written since the head snapshot.
   std::vector<uint32_t> PrepareRollback();
-  // Rolls back to `target` when it is the head and every written page's chunk is in the
-  // rollback cache: copies back just the written pages. Returns false (changing nothing)
-  // when the general path is needed. The loop of a fuzzer lives here.
+  // Rolls back to `target` when it is the head and the written pages' head contents are at
+  // hand: from the undo log (the fault handler's copies of each group before its first write,
+  // kept after a rollback until the next snapshot) or else the rollback cache. Copies back
+  // just the written pages. Returns false (changing nothing) when the general path is
+  // needed. The loop of a fuzzer lives here: its cost follows the pages written.
   bool ResetToHead(uint64_t target);
   // Of `chunks`, those the rollback cache does not hold decoded for snapshot `target`.
   std::vector<uint32_t> Uncached(uint64_t target, const std::vector<uint32_t>& chunks);
@@ -172,6 +175,24 @@ class Region {
   std::vector<uint32_t> WrittenChunksLocked() const;
   // Write-protects the marked pages, near runs merged into one ioctl (see ProtectCost).
   void ProtectPagesLocked(const Bitmap& pages);
+  // The same for runs given in increasing order by forEachRun(fn(begin, end)).
+  template <typename ForEachRun>
+  void ProtectRunsLocked(ForEachRun forEachRun);
+  // Sets pendingSnap_[c], keeping pendingCount_.
+  void SetPendingLocked(uint32_t c, uint64_t snap) {
+    pendingCount_ += (snap != 0) - (pendingSnap_[c] != 0);
+    pendingSnap_[c] = snap;
+  }
+  // The memory now matches a new head (a snapshot, or a rollback when `rolledBack`): the undo
+  // log starts over (it records only after a rollback, a fuzzer's loop, until the next
+  // snapshot) and so does the list of speculative chunks.
+  void NewHeadLocked(bool rolledBack);
+  // Of the chunks fault-around unprotected ahead of a write, drops from `chunks` those whose
+  // contents are unchanged since the head (their hash matches).
+  void DropUnchangedLocked(std::vector<uint32_t>* chunks);
+  // Records the head contents of pages [p0, p1) that no write has reached since the head.
+  void RecordUndoLocked(size_t p0, size_t p1);
+  bool ResetFromUndoLocked();
   void ProtectRangeLocked(size_t firstPage, size_t endPage);
   // Chunks changed since the head: the written bitmap, or in pause mode the kernel's record.
   std::vector<uint32_t> ChangedChunksLocked();
@@ -216,6 +237,34 @@ class Region {
   std::condition_variable holdCv_;
   Bitmap written_;               // pages unprotected since the last snapshot (or rollback)
   std::vector<uint64_t> pendingSnap_;  // per chunk: snapshot still to capture it, 0 = none
+  size_t pendingCount_ = 0;            // nonzero entries of pendingSnap_
+  uint64_t headSnap_ = 0;              // the snapshot the memory last matched
+  // Undo log: the head contents of every page written since the head, copied by the fault
+  // handler before it lets the first write in. While `undoValid_`, written_ is exactly the
+  // union of the entries' pages, so resetting to the head needs neither the store nor a walk
+  // of the region.
+  struct UndoEntry {
+    uint32_t firstPage;
+    uint32_t pages;
+    size_t offset;  // into undoBytes_
+  };
+  static constexpr size_t kUndoBudget = 64u << 20;
+  bool undoValid_ = false;
+  std::vector<UndoEntry> undo_;
+  std::vector<uint8_t> undoBytes_;
+  size_t undoUsed_ = 0;
+  // Chunks a fault-around group unprotected ahead of the write that faulted (the group grew
+  // past the faulting chunk), with an xxh64 of their head contents taken before unprotecting
+  // them. A fault that continues right after the group shows the write went on through them
+  // (they are dropped from here: written); the rest are hashed again at the next snapshot,
+  // which stores them only if they changed. Bounded: beyond it, chunks count as written.
+  struct Speculative {
+    uint32_t chunk;
+    uint64_t hash;
+  };
+  static constexpr size_t kMaxSpeculative = 4096;
+  std::vector<Speculative> speculative_;
+  size_t lastGroupSpeculative_ = 0;  // where the previous group's entries begin
   std::deque<Inflight> inflight_;
   std::deque<RawCapture> rawQueue_;
   RegionStats stats_;

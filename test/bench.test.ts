@@ -28,6 +28,13 @@ const EXPECTED: Record<string, string[]> = {
   pause_full_huge_pages: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
   restore_first_work: ['warm', 'no_recording'],
   clone_open: ['memcpy'],
+  continuous_loss_1pct: ['fork_bgsave', 'memcpy', 'wp_ioctl_raw'],
+  continuous_loss_5pct: ['fork_bgsave', 'memcpy', 'wp_ioctl_raw'],
+  continuous_stall_p99_1pct: ['fork_bgsave', 'memcpy'],
+  capture_amplification: [],
+  capture_faults: [],
+  reset_small_dirty: ['fork_reset', 'memcpy', 'wp_ioctl_raw'],
+  reset_small_dirty_1g: ['fork_reset', 'memcpy', 'wp_ioctl_raw'],
 };
 
 function finiteNumbers(x: unknown, where: string): void {

@@ -128,6 +128,20 @@ export interface ForkResetResult {
   pagesPerIter: number;
 }
 
+export interface ContinuousResult {
+  /** Updates per second of the loop without checkpoints, then with them. */
+  updatesPerSecPlain: number;
+  updatesPerSec: number;
+  /** 1 - updatesPerSec / updatesPerSecPlain: the fraction of throughput the checkpoints cost. */
+  loss: number;
+  /** p99 time of a 1000-update batch, without and with checkpoints. */
+  batchP99NsPlain: number;
+  batchP99Ns: number;
+  checkpoints: number;
+}
+
+export type CheckpointKind = 'fork_bgsave' | 'memcpy';
+
 export interface FileTimingResult {
   ns: number;
   bytes: number;
@@ -148,6 +162,7 @@ interface BenchAddon {
   uffdioZeroPageRaw(size: number): UffdioCopyResult;
   forkReset(size: number, dirtyFraction: number, iterations: number): ForkResetResult;
   fillRealistic(data: Uint8Array, seed: number): void;
+  continuous(size: number, hotFraction: number, phaseMs: number, periodMs: number, kind: number, dir: string): ContinuousResult;
   pageSize: number;
   chunkSize: number;
 }
@@ -275,6 +290,18 @@ export function forkReset(sizeBytes: number, dirtyFraction: number, iterations: 
   if (!Number.isInteger(iterations) || iterations < 1 || iterations > 1e7)
     throw new RangeError(`iterations must be an integer in [1, 1e7] (got ${iterations})`);
   return bench().forkReset(sizeBytes, dirtyFraction, iterations);
+}
+
+/**
+ * A C program that keeps running while it is checkpointed: random 8-byte updates in a hot set of
+ * `hotFraction` of the 64 KiB chunks (chosen anew each period), `phaseMs` without checkpoints,
+ * then `phaseMs` with one per period. `fork_bgsave`: fork, the child LZ4-compresses the region
+ * and writes it to a file in `dir` (at most 8 children in flight); `memcpy`: copy the region.
+ */
+export function continuous(sizeBytes: number, hotFraction: number, phaseMs: number, periodMs: number, kind: CheckpointKind, dir: string): ContinuousResult {
+  checkSize(sizeBytes);
+  checkFraction('hotFraction', hotFraction);
+  return bench().continuous(sizeBytes, hotFraction, phaseMs, periodMs, kind === 'fork_bgsave' ? 0 : 1, dir);
 }
 
 /**

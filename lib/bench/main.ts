@@ -2,7 +2,7 @@
 // `npm run bench` entry: node dist/lib/bench/main.js [--quick|--full] [--size 256M] [--json] [--out dir]
 import { formatBenchReport, runBench, type BenchOptions } from './run';
 
-const USAGE = 'usage: bench [--quick|--full] [--size <bytes|64M|1G>] [--remote|--remote-only] [--json] [--out <dir>]';
+const USAGE = 'usage: bench [--quick|--full] [--size <bytes|64M|1G>] [--only <scenario,...>] [--remote|--remote-only] [--json] [--out <dir>]';
 
 /** Parses "268435456", "256M", "256MiB", "1G", "512k". */
 export function parseSize(s: string): number {
@@ -28,6 +28,8 @@ function parseArgs(argv: string[]): BenchOptions {
     else if (a === '--remote-only') opts.remote = 'only';
     else if (a === '--size') opts.size = parseSize(value());
     else if (a.startsWith('--size=')) opts.size = parseSize(a.slice(7));
+    else if (a === '--only') opts.only = value().split(',');
+    else if (a.startsWith('--only=')) opts.only = a.slice(7).split(',');
     else if (a === '--out') opts.out = value();
     else if (a.startsWith('--out=')) opts.out = a.slice(6);
     else if (a === '--help' || a === '-h') {

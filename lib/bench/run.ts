@@ -43,9 +43,13 @@ export interface BenchOptions {
    * of a running one, else scripts/s3-server.sh starts one): 'with' the others, or 'only' them.
    */
   remote?: 'with' | 'only';
+  /** Run only the scenarios with these names (with their baselines), e.g. ['continuous']. */
+  only?: string[];
 }
 
 const MiB = 1 << 20;
+/** The two metrics are named by these sizes, whatever the mode. */
+const RESET_SIZES = [64 * MiB, 1024 * MiB];
 
 interface Plan {
   quick: boolean;
@@ -59,12 +63,16 @@ interface Plan {
   /** Sizes of the restore rows (full mode adds 1 GiB, the size issue 9 names). */
   restoreSizes: number[];
   remote?: { only: boolean; s3env: string };
+  /** Size of the continuous-checkpointing loop (1 GiB per issue 14, 256 MiB in quick mode). */
+  continuousSize: number;
+  /** reset_small_dirty and reset_small_dirty_1g. */
+  resetSizes: number[];
 }
 
 function plan(mode: BenchMode, size?: number): Plan {
   const base: Plan =
     mode === 'quick'
-      ? { quick: true, runs: 3, pauseSizes: [16 * MiB, 64 * MiB], size: 32 * MiB, rollbackSize: 32 * MiB, restoreSizes: [32 * MiB] }
+      ? { quick: true, runs: 3, pauseSizes: [16 * MiB, 64 * MiB], size: 32 * MiB, rollbackSize: 32 * MiB, restoreSizes: [32 * MiB], continuousSize: 256 * MiB, resetSizes: RESET_SIZES }
       : mode === 'full'
         ? {
             quick: false,
@@ -73,11 +81,13 @@ function plan(mode: BenchMode, size?: number): Plan {
             size: 256 * MiB,
             rollbackSize: 256 * MiB,
             restoreSizes: [256 * MiB, 1024 * MiB],
+            continuousSize: 1024 * MiB,
+            resetSizes: RESET_SIZES,
           }
-        : { quick: false, runs: 5, pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB], size: 256 * MiB, rollbackSize: 256 * MiB, restoreSizes: [256 * MiB] };
+        : { quick: false, runs: 5, pauseSizes: [64 * MiB, 256 * MiB, 1024 * MiB], size: 256 * MiB, rollbackSize: 256 * MiB, restoreSizes: [256 * MiB], continuousSize: 1024 * MiB, resetSizes: RESET_SIZES };
   if (size !== undefined) {
     if (!Number.isSafeInteger(size) || size <= 0 || size % 65536 !== 0) throw new RangeError(`size must be a positive multiple of 64 KiB (got ${size})`);
-    return { ...base, pauseSizes: [size], size, rollbackSize: size, restoreSizes: [size] };
+    return { ...base, pauseSizes: [size], size, rollbackSize: size, restoreSizes: [size], continuousSize: size };
   }
   return base;
 }
@@ -113,6 +123,10 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     t('pause', p.pauseSizes[p.pauseSizes.length - 1]!, false, true),
     t('first_work', p.size),
     t('clones', p.size),
+    t('continuous', p.continuousSize),
+    t('continuous_baselines', p.continuousSize),
+    t('capture', p.size),
+    ...p.resetSizes.flatMap((s) => [t('reset_small', s), t('reset_small_baselines', s)]),
   );
   return out;
 }
@@ -271,7 +285,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     }
     p.remote = { only: opts.remote === 'only', s3env };
   }
-  const list = tasks(p, tmpDir);
+  const only = opts.only;
+  const list = tasks(p, tmpDir).filter((t) => !only || only.some((o) => t.scenario === o || t.scenario === `${o}_baselines`));
+  if (list.length === 0) throw new RangeError(`no scenario named ${only!.join(', ')}`);
   const prog = progressReporter(opts.progress, list.length);
   const rows: SampleRow[] = [];
   const date = new Date().toISOString();
@@ -288,7 +304,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     stopS3();
     fs.rmSync(tmpDir, { recursive: true, force: true });
   }
-  const required = [...(opts.remote === 'only' ? [] : METRICS), ...(opts.remote ? REMOTE_METRICS : [])];
+  const required = opts.only ? [] : [...(opts.remote === 'only' ? [] : METRICS), ...(opts.remote ? REMOTE_METRICS : [])];
   const report: BenchReport = { machine: machineInfo(), mode: opts.mode, date, results: merge(rows, required) };
   if (opts.out) await writeOutputs(report, opts.out);
   return report;

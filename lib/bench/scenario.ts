@@ -118,13 +118,13 @@ async function warmStore(store: Store): Promise<void> {
 }
 
 /** A fresh file store (writer warmed) with one region of `size`, every page written with fillRealistic data. */
-async function openFilled(task: ScenarioTask, size: number, seed: number): Promise<Opened> {
+async function openFilled(task: ScenarioTask, size: number, seed: number, fill = size): Promise<Opened> {
   const file = path.join(task.tmpDir, `s${process.pid}-${++fileSeq}.usnap`);
   const store = Store.open(file);
   await warmStore(store);
   const region = Region.alloc(size, { store, name: 'heap', mode: task.pauseMode ? 'pause' : 'live', hugePages: task.hugePages === true });
   const u8 = new Uint8Array(region.buffer);
-  base.fillRealistic(u8, seed);
+  base.fillRealistic(fill < size ? u8.subarray(0, fill) : u8, seed);
   return { store, region, u8, file };
 }
 
@@ -491,6 +491,210 @@ async function peakMemory(task: ScenarioTask): Promise<SampleRow[]> {
   return [{ metric: 'peak_extra_memory', size: task.size, ours }];
 }
 
+// ---- a program that keeps running (issue 14) ----
+
+const PERIOD_MS = 100;
+const MAX_IN_FLIGHT = 8;
+const BATCH = 1000;
+/** Each phase (with and without snapshots) lasts this long; runs are fewer than elsewhere. */
+const continuousPhaseMs = (task: ScenarioTask): number => (task.quick ? 300 : 5000);
+const continuousRuns = (task: ScenarioTask): number => (task.quick ? 1 : Math.min(task.runs, 3));
+const HOT: [MetricId, number][] = [
+  ['continuous_loss_1pct', 0.01],
+  ['continuous_loss_5pct', 0.05],
+];
+
+/** A loss below 0.01% (or a gain: noise) is reported as 0.01%, so ratios stay finite. */
+const lossFloor = (loss: number): number => Math.max(loss, 1e-4);
+
+function p99(xs: Float64Array | number[]): number {
+  const s = Float64Array.from(xs).sort();
+  return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]!;
+}
+
+const yieldNow = (): Promise<void> => new Promise((res) => setImmediate(res));
+
+/**
+ * The loop: random 32-bit updates in a hot set of `hot` of the 64 KiB chunks, chosen anew
+ * every 100 ms; with `region`, one snapshot after each 100 ms (at most 8 in flight: beyond
+ * that the loop waits for the oldest to persist). The event loop runs once per period either
+ * way (persisted promises need it). Returns updates/s and the time of each 1000-update batch.
+ */
+async function keepRunning(u8: Uint8Array, hot: number, phaseMs: number, seed: number, region?: Region): Promise<{ rate: number; batches: number[]; snapshots: number }> {
+  const words = new Uint32Array(u8.buffer, u8.byteOffset, u8.byteLength >>> 2);
+  const chunks = u8.length / CHUNK;
+  const wordsPerChunk = CHUNK / 4;
+  const hotCount = Math.max(1, Math.round(chunks * hot));
+  const hotBase = new Uint32Array(hotCount);
+  let x = seed | 0 || 1;
+  const inflight: Promise<unknown>[] = [];
+  const batches: number[] = [];
+  let updates = 0;
+  let snapshots = 0;
+  const t0 = performance.now();
+  const end = t0 + phaseMs;
+  let nextPeriod = t0;
+  let batchStart = t0;
+  for (;;) {
+    let now = performance.now();
+    if (now >= nextPeriod) {
+      if (region && now > t0) {
+        while (inflight.length >= MAX_IN_FLIGHT) await inflight.shift();
+        inflight.push(region.snapshot().persisted);
+        snapshots++;
+      }
+      for (let i = 0; i < hotCount; i++) {
+        x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+        hotBase[i] = ((x >>> 0) % chunks) * wordsPerChunk;
+      }
+      nextPeriod += PERIOD_MS;
+      if (nextPeriod >= end) break;
+      await yieldNow();
+    }
+    for (let i = 0; i < BATCH; i++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      const r = x >>> 0;
+      const w = hotBase[r % hotCount]! + ((r >>> 12) & (wordsPerChunk - 1));
+      words[w] = (words[w]! + 1) | 0;
+    }
+    updates += BATCH;
+    now = performance.now();
+    batches.push(now - batchStart);
+    batchStart = now;
+    if (now >= end) break;
+  }
+  const rate = (updates * 1e3) / (performance.now() - t0);
+  await Promise.all(inflight);
+  return { rate, batches, snapshots };
+}
+
+/**
+ * continuous_loss_N: the loop above on a live-mode region with a file store, first without
+ * snapshots (the region untracked), then, after a full first snapshot has persisted (untimed),
+ * with one snapshot per 100 ms. Ours = 1 - rate with / rate without, same process.
+ * continuous_stall_p99_1pct: p99 of the 1000-update batch times with / without (1% hot set).
+ */
+async function continuous(task: ScenarioTask): Promise<SampleRow[]> {
+  const s: Samples = new Map();
+  const phaseMs = continuousPhaseMs(task);
+  for (let r = 0; r < continuousRuns(task); r++) {
+    for (const [metric, hot] of HOT) {
+      const o = await openFilled(task, task.size, r + 1);
+      await settle();
+      const plain = await keepRunning(o.u8, hot, phaseMs, 7 + r);
+      await o.region.snapshot().persisted;
+      await settle();
+      const st0 = o.region.stats();
+      const withSnaps = await keepRunning(o.u8, hot, phaseMs, 7 + r, o.region);
+      const st1 = o.region.stats();
+      const loss = lossFloor(1 - withSnaps.rate / plain.rate);
+      push(s, metric, loss);
+      if (hot === 0.01) push(s, 'continuous_stall_p99_1pct', p99(withSnaps.batches) / p99(plain.batches));
+      process.stderr.write(
+        `${metric}: ${(plain.rate / 1e6).toFixed(1)} -> ${(withSnaps.rate / 1e6).toFixed(1)} M updates/s (loss ${(loss * 100).toFixed(1)}%), ` +
+          `${withSnaps.snapshots} snapshots, p99 batch ${(p99(plain.batches) * 1e3).toFixed(0)} -> ${(p99(withSnaps.batches) * 1e3).toFixed(0)} us, ` +
+          `max ${(Math.max(...withSnaps.batches)).toFixed(1)} ms, faults ${st1.faults - st0.faults}, ` +
+          `mean fault ${st1.meanFaultUs.toFixed(1)} us, compressed on fault ${st1.pagesCompressedOnFault - st0.pagesCompressedOnFault} pages\n`,
+      );
+      expect(withSnaps.snapshots > 0, 'no snapshot taken');
+      closeAll(o);
+    }
+  }
+  return [...s].map(([metric, ours]) => ({ metric: metric as MetricId, size: task.size, ours }));
+}
+
+/** Writes every page of [firstPage, firstPage + pages) in order. */
+function writeRun(u8: Uint8Array, firstPage: number, pages: number): void {
+  for (let p = firstPage; p < firstPage + pages; p++) touch(u8, p);
+}
+
+/**
+ * capture_amplification: chunks an incremental snapshot stores / chunks written, after a
+ * program writes (a) 32 sequential runs of 256 KiB, spread over the region, and (b) one 1 MiB
+ * run; the worse of the two. capture_faults: the write faults the two patterns took.
+ */
+async function capture(task: ScenarioTask): Promise<SampleRow[]> {
+  const amp: number[] = [];
+  const faults: number[] = [];
+  const chunks = task.size / CHUNK;
+  const ppc = CHUNK / PAGE;
+  if (chunks < 32 * 8) throw new Error('capture needs a region of at least 16 MiB');
+  for (let r = 0; r < (task.quick ? 1 : task.runs); r++) {
+    const o = await openFilled(task, task.size, r + 1);
+    await o.region.snapshot().persisted;
+    let f0 = o.region.stats().faults;
+    for (let i = 0; i < 32; i++) writeRun(o.u8, Math.floor((i * chunks) / 32) * ppc, (256 * 1024) / PAGE);
+    let snap = o.region.snapshot();
+    const a = snap.chunks / (32 * 4);
+    let f = o.region.stats().faults - f0;
+    await snap.persisted;
+    f0 = o.region.stats().faults;
+    writeRun(o.u8, Math.floor(chunks / 2 + chunks / 64) * ppc, MiB / PAGE);
+    snap = o.region.snapshot();
+    const b = snap.chunks / 16;
+    f += o.region.stats().faults - f0;
+    await snap.persisted;
+    process.stderr.write(`capture: 32 x 256 KiB -> ${a.toFixed(3)}x, 1 MiB -> ${b.toFixed(3)}x, ${f} faults\n`);
+    amp.push(Math.max(a, b));
+    faults.push(f);
+    closeAll(o);
+  }
+  return [
+    { metric: 'capture_amplification', size: task.size, ours: amp },
+    { metric: 'capture_faults', size: task.size, ours: faults },
+  ];
+}
+
+const RESET_PAGES = 16;
+const resetMetric = (size: number): MetricId => (size >= 1 << 30 ? 'reset_small_dirty_1g' : 'reset_small_dirty');
+
+/**
+ * reset_small_dirty: a fuzzer's loop on a live-mode region: write 16 random pages, reset the
+ * region to its base snapshot in place; resets per second over ~1 s. The written pages are
+ * checked against the base after the timed loop.
+ */
+async function resetSmall(task: ScenarioTask): Promise<SampleRow[]> {
+  // Quick mode fills 64 MiB of the region only (the loop writes 16 pages; the rest is zero).
+  const o = await openFilled(task, task.size, 5, task.quick ? 64 * MiB : task.size);
+  const pages = task.size / PAGE;
+  const original = new Uint8Array(pages);
+  for (let p = 0; p < pages; p++) original[p] = o.u8[p * PAGE + 64]!;
+  const snap = o.region.snapshot();
+  await snap.persisted;
+  let x = 12345;
+  const written = new Uint32Array(RESET_PAGES);
+  const iteration = (it: number): void => {
+    for (let k = 0; k < RESET_PAGES; k++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      written[k] = (x >>> 0) % pages;
+      touch(o.u8, written[k]!, 1 + (it % 200));
+    }
+    o.region.restore(snap);
+  };
+  const check = (): void => {
+    for (const p of written) expect(o.u8[p * PAGE + 64] === original[p], `page ${p} not reset`);
+  };
+  iteration(0);
+  check();
+  let t0 = nowNs();
+  for (let i = 0; i < 20; i++) iteration(i);
+  const oneMs = Math.max(msSince(t0) / 20, 0.001);
+  const iters = Math.min(200_000, Math.max(50, Math.ceil(ROLLBACK_RUN_MS(task) / oneMs)));
+  const ours: number[] = [];
+  for (let r = 0; r < (task.quick ? 1 : task.runs); r++) {
+    await settle();
+    const st0 = o.region.stats();
+    t0 = nowNs();
+    for (let i = 0; i < iters; i++) iteration(i);
+    ours.push((iters * 1e3) / msSince(t0));
+    check();
+    const st1 = o.region.stats();
+    if (r === 0) process.stderr.write(`${resetMetric(task.size)}: ${((st1.faults - st0.faults) / iters).toFixed(1)} faults, ${((st1.pagesRestored - st0.pagesRestored) / iters).toFixed(1)} pages copied per reset\n`);
+  }
+  closeAll(o);
+  return [{ metric: resetMetric(task.size), size: task.size, ours }];
+}
+
 // ---- baselines (each native call is one trial on a region it maps and fills itself) ----
 
 function collect(runs: number, fns: Record<string, () => void>): void {
@@ -652,6 +856,45 @@ function rollbackBaselines(task: ScenarioTask): SampleRow[] {
   return rows(task.size, b.m);
 }
 
+function resetSmallBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  const m = resetMetric(task.size);
+  const fraction = RESET_PAGES / (task.size / PAGE);
+  const cal = base.forkReset(task.size, fraction, 3);
+  const iters = Math.min(5000, Math.max(5, Math.ceil((ROLLBACK_RUN_MS(task) * 1e6) / cal.nsPerIter)));
+  collect(task.quick ? 1 : task.runs, {
+    forkReset: () => b.add(m, 'fork_reset', base.forkReset(task.size, fraction, iters).itersPerSec),
+    memcpy: () => b.add(m, 'memcpy', 1e9 / base.memcpyFull(task.size).ns),
+    // The kernel primitive a live-mode reset cannot do without: re-protecting the 16 written
+    // 64 KiB groups, one UFFDIO_WRITEPROTECT each (resets/s if that were all a reset cost).
+    wpIoctl: () => {
+      const r = base.wpIoctlRaw(task.size, (100 * RESET_PAGES) / (task.size / CHUNK));
+      b.add(m, 'wp_ioctl_raw', 1e9 / r.partialNs);
+    },
+  });
+  return rows(task.size, b.m);
+}
+
+/** The same loop in C, checkpointed by fork + an LZ4-saving child, or by a copy of the region. */
+function continuousBaselines(task: ScenarioTask): SampleRow[] {
+  const b = new BaselineSamples();
+  const phaseMs = continuousPhaseMs(task);
+  for (let r = 0; r < continuousRuns(task); r++) {
+    for (const [metric, hot] of HOT) {
+      for (const kind of ['fork_bgsave', 'memcpy'] as const) {
+        const c = base.continuous(task.size, hot, phaseMs, PERIOD_MS, kind, task.tmpDir);
+        b.add(metric, kind, lossFloor(c.loss));
+        if (hot === 0.01) b.add('continuous_stall_p99_1pct', kind, c.batchP99Ns / c.batchP99NsPlain);
+        process.stderr.write(`${metric} ${kind}: ${(c.updatesPerSecPlain / 1e6).toFixed(0)} -> ${(c.updatesPerSec / 1e6).toFixed(0)} M updates/s, loss ${(c.loss * 100).toFixed(1)}%, p99 batch ${(c.batchP99NsPlain / 1e3).toFixed(1)} -> ${(c.batchP99Ns / 1e3).toFixed(1)} us\n`);
+      }
+      // The kernel primitive a live-mode snapshot cannot do without: re-protecting the hot
+      // chunks, one UFFDIO_WRITEPROTECT per 64 KiB chunk; as a fraction of the period.
+      b.add(metric, 'wp_ioctl_raw', base.wpIoctlRaw(task.size, hot * 100).partialNs / 1e6 / PERIOD_MS);
+    }
+  }
+  return rows(task.size, b.m);
+}
+
 function peakMemoryBaselines(task: ScenarioTask): SampleRow[] {
   const b = new BaselineSamples();
   collect(task.runs, { fork: () => b.add('peak_extra_memory', 'fork', Math.max(base.forkPeakExtra(task.size, 'lz4').fraction, PAGE / task.size)) });
@@ -674,6 +917,11 @@ const SCENARIOS: Record<ScenarioTask['scenario'], (t: ScenarioTask) => SampleRow
   first_work: firstWork,
   clones,
   remote,
+  continuous,
+  continuous_baselines: continuousBaselines,
+  capture,
+  reset_small: resetSmall,
+  reset_small_baselines: resetSmallBaselines,
 };
 
 /** Remote.open options for the S3 server an env file of scripts/s3-server.sh describes. */

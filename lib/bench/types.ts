@@ -57,6 +57,14 @@ export const METRICS = [
   // Many regions from one snapshot (issue 16).
   'restore_first_work',
   'clone_open',
+  // A program that keeps running, checkpointed every 100 ms (issue 14).
+  'continuous_loss_1pct',
+  'continuous_loss_5pct',
+  'continuous_stall_p99_1pct',
+  'capture_amplification',
+  'capture_faults',
+  'reset_small_dirty',
+  'reset_small_dirty_1g',
 ] as const;
 /** Measured against a real S3 server, with `--remote` (docs/remote.md). */
 export const REMOTE_METRICS = ['remote_push_throughput', 'remote_restore_return', 'remote_bytes_fetched_10pct'] as const;
@@ -75,7 +83,8 @@ export type BaselineName =
   | 'fork_reset'
   | 'warm'
   | 'no_recording'
-  | 'raw_put';
+  | 'raw_put'
+  | 'fork_bgsave';
 
 /**
  * Which way is better, per metric. Times, memory and stored size: lower is better, and a
@@ -103,6 +112,13 @@ export const LOWER_IS_BETTER: Record<MetricId, boolean> = {
   remote_push_throughput: false,
   remote_restore_return: true,
   remote_bytes_fetched_10pct: true,
+  continuous_loss_1pct: true,
+  continuous_loss_5pct: true,
+  continuous_stall_p99_1pct: true,
+  capture_amplification: true,
+  capture_faults: true,
+  reset_small_dirty: false,
+  reset_small_dirty_1g: false,
 };
 
 export const UNITS: Record<MetricId, string> = {
@@ -126,6 +142,13 @@ export const UNITS: Record<MetricId, string> = {
   remote_push_throughput: 'B/s',
   remote_restore_return: 'ms',
   remote_bytes_fetched_10pct: 'fraction of image',
+  continuous_loss_1pct: 'fraction of throughput',
+  continuous_loss_5pct: 'fraction of throughput',
+  continuous_stall_p99_1pct: 'p99 batch with / without',
+  capture_amplification: 'chunks stored / written',
+  capture_faults: 'faults',
+  reset_small_dirty: 'resets/s',
+  reset_small_dirty_1g: 'resets/s',
 };
 
 /** What a scenario process is asked to do (argv[2] of scenario.js, as JSON). */
@@ -160,7 +183,12 @@ export type ScenarioName =
   | 'peak_memory_baselines'
   | 'first_work'
   | 'clones'
-  | 'remote';
+  | 'remote'
+  | 'continuous'
+  | 'continuous_baselines'
+  | 'capture'
+  | 'reset_small'
+  | 'reset_small_baselines';
 
 /** Raw samples of one metric at one size, as a scenario reports them (either side may be absent). */
 export interface SampleRow {

@@ -182,6 +182,28 @@ Napi::Value ForkReset(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value Continuous(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    const double phaseMs = NumArg(info, 2, "phaseMs"), periodMs = NumArg(info, 3, "periodMs");
+    const double kind = NumArg(info, 4, "kind");
+    if (!(phaseMs >= 1 && phaseMs <= 3.6e6) || !(periodMs >= 1 && periodMs <= 3.6e6))
+      throw std::invalid_argument("phaseMs and periodMs must be in [1, 3.6e6]");
+    if (kind != 0 && kind != 1) throw std::invalid_argument("kind must be 0 (fork_bgsave) or 1 (memcpy)");
+    if (info.Length() < 6 || !info[5].IsString()) throw std::invalid_argument("dir must be a string");
+    const std::string dir = info[5].As<Napi::String>().Utf8Value();
+    auto r = bench::Continuous(SizeArg(info, 0), NumArg(info, 1, "hotFraction"), static_cast<uint32_t>(phaseMs),
+                               static_cast<uint32_t>(periodMs), static_cast<bench::CheckpointKind>(kind), dir.c_str());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("updatesPerSecPlain", N(env, r.updatesPerSecPlain));
+    o.Set("updatesPerSec", N(env, r.updatesPerSec));
+    o.Set("loss", N(env, r.loss));
+    o.Set("batchP99NsPlain", N(env, r.batchP99NsPlain));
+    o.Set("batchP99Ns", N(env, r.batchP99Ns));
+    o.Set("checkpoints", N(env, r.checkpoints));
+    return o;
+  });
+}
+
 Napi::Value FillRealistic(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsTypedArray()) throw std::invalid_argument("data must be a Uint8Array");
@@ -207,6 +229,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("uffdioCopyRaw", Napi::Function::New(env, UffdioCopyRaw));
   exports.Set("uffdioZeroPageRaw", Napi::Function::New(env, UffdioZeroPageRaw));
   exports.Set("forkReset", Napi::Function::New(env, ForkReset));
+  exports.Set("continuous", Napi::Function::New(env, Continuous));
   exports.Set("fillRealistic", Napi::Function::New(env, FillRealistic));
   exports.Set("pageSize", Napi::Number::New(env, bench::kPageSize));
   exports.Set("chunkSize", Napi::Number::New(env, bench::kChunkSize));

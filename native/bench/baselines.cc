@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "lz4.h"
@@ -550,6 +551,139 @@ Lz4Result Lz4DecodeRaw(size_t size) {
   const uint64_t ns = NowNs() - t0;
   if (!ok || memcmp(out.data(), src.data(), size) != 0) throw std::runtime_error("LZ4 round trip produced wrong bytes");
   return {ns, PerSec(size, ns), static_cast<double>(size) / static_cast<double>(c.total), c.total};
+}
+
+}  // namespace bench
+
+namespace bench {
+
+// ---- continuous checkpointing ----
+
+namespace {
+
+struct Xorshift {
+  uint64_t s;
+  uint64_t Next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+};
+
+double P99(std::vector<uint64_t> v) {
+  if (v.empty()) return 0;
+  const size_t k = std::min(v.size() - 1, v.size() * 99 / 100);
+  std::nth_element(v.begin(), v.begin() + k, v.end());
+  return static_cast<double>(v[k]);
+}
+
+// The child of a fork-based save: LZ4 of every chunk, written to `path`.
+[[noreturn]] void SaveChild(const uint8_t* base, size_t size, const std::string& path) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) _exit(1);
+  const int bound = LZ4_compressBound(kChunkSize);
+  std::vector<char> out(static_cast<size_t>(bound) * 16);
+  size_t used = 0;
+  for (size_t off = 0; off < size; off += kChunkSize) {
+    const int n = LZ4_compress_default(reinterpret_cast<const char*>(base + off), out.data() + used, kChunkSize, bound);
+    if (n <= 0) _exit(2);
+    used += static_cast<size_t>(n);
+    if (out.size() - used < static_cast<size_t>(bound) || off + kChunkSize == size) {
+      for (size_t w = 0; w < used;) {
+        const ssize_t k = write(fd, out.data() + w, used - w);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) _exit(3);
+        w += static_cast<size_t>(k);
+      }
+      used = 0;
+    }
+  }
+  close(fd);
+  unlink(path.c_str());
+  _exit(0);
+}
+
+}  // namespace
+
+ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, uint32_t periodMs, CheckpointKind kind,
+                            const char* dir) {
+  CheckSize(size);
+  if (!(hotFraction > 0 && hotFraction <= 1)) throw std::invalid_argument("hotFraction must be in (0, 1]");
+  if (phaseMs == 0 || periodMs == 0) throw std::invalid_argument("phaseMs and periodMs must be positive");
+  Region region(size);
+  std::unique_ptr<Scratch> copy;
+  if (kind == CheckpointKind::kMemcpy) copy = std::make_unique<Scratch>(size);
+  const size_t chunks = size / kChunkSize;
+  const size_t hotCount = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(chunks) * hotFraction + 0.5));
+  constexpr size_t kWordsPerChunk = kChunkSize / 8;
+  constexpr int kBatch = 1000;
+  uint64_t* words = reinterpret_cast<uint64_t*>(region.data());
+  std::vector<uint32_t> hot(hotCount);
+  Xorshift rng{0x9E3779B97F4A7C15ull};
+  std::vector<pid_t> children;
+  uint64_t saves = 0;
+  auto reap = [&](bool oldest) {
+    for (size_t i = 0; i < children.size();) {
+      int st;
+      const pid_t r = waitpid(children[i], &st, oldest && i == 0 ? 0 : WNOHANG);
+      if (r == children[i] || (r < 0 && errno != EINTR)) {
+        if (r == children[i] && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) throw BenchError("fork_bgsave child", EIO);
+        children.erase(children.begin() + static_cast<long>(i));
+        oldest = false;
+      } else {
+        i++;
+      }
+    }
+  };
+  auto phase = [&](bool checkpoints, std::vector<uint64_t>* batches) -> double {
+    uint64_t updates = 0;
+    const uint64_t t0 = NowNs(), end = t0 + uint64_t{phaseMs} * 1'000'000;
+    uint64_t nextPeriod = t0;
+    uint64_t batchStart = t0;
+    for (;;) {
+      const uint64_t now = NowNs();
+      if (now >= nextPeriod) {
+        if (checkpoints && now > t0) {
+          if (kind == CheckpointKind::kMemcpy) {
+            memcpy(copy->data(), region.data(), size);
+          } else {
+            while (children.size() >= 8) reap(true);
+            const std::string path = std::string(dir) + "/bgsave-" + std::to_string(getpid()) + "-" + std::to_string(saves);
+            const pid_t pid = Fork();
+            if (pid == 0) SaveChild(region.data(), size, path);
+            children.push_back(pid);
+            reap(false);
+          }
+          saves++;
+        }
+        for (auto& h : hot) h = static_cast<uint32_t>(rng.Next() % chunks);
+        nextPeriod += uint64_t{periodMs} * 1'000'000;
+        if (nextPeriod >= end) break;
+      }
+      for (int i = 0; i < kBatch; i++) {
+        const uint64_t r = rng.Next();
+        volatile uint64_t* w = words + size_t{hot[r % hotCount]} * kWordsPerChunk + (r >> 32) % kWordsPerChunk;
+        *w = *w + 1;
+      }
+      updates += kBatch;
+      const uint64_t after = NowNs();
+      batches->push_back(after - batchStart);
+      batchStart = after;
+      if (after >= end) break;
+    }
+    return static_cast<double>(updates) * 1e9 / static_cast<double>(NowNs() - t0);
+  };
+  ContinuousResult r{};
+  std::vector<uint64_t> plain, with;
+  r.updatesPerSecPlain = phase(false, &plain);
+  r.updatesPerSec = phase(true, &with);
+  while (!children.empty()) reap(true);
+  r.loss = 1 - r.updatesPerSec / r.updatesPerSecPlain;
+  r.batchP99NsPlain = P99(plain);
+  r.batchP99Ns = P99(with);
+  r.checkpoints = saves;
+  return r;
 }
 
 }  // namespace bench

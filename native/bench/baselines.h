@@ -100,4 +100,23 @@ struct ForkResetResult {
 };
 ForkResetResult ForkReset(size_t size, double dirtyFraction, uint32_t iterations);
 
+// A program that keeps running while it is checkpointed: random 8-byte updates in a hot set of
+// `hotFraction` of the 64 KiB chunks (chosen anew every period), first for `phaseMs` with no
+// checkpoints, then for `phaseMs` with one checkpoint at the end of every period:
+//   kForkBgsave: fork(); the child LZ4-compresses the region chunk by chunk and writes it to a
+//                file in `dir` (as fork-based savers do); at most 8 children in flight, the
+//                loop waits for the oldest beyond that;
+//   kMemcpy:     a copy of the whole region into a pre-faulted buffer.
+enum class CheckpointKind { kForkBgsave = 0, kMemcpy = 1 };
+struct ContinuousResult {
+  double updatesPerSecPlain;  // without checkpoints
+  double updatesPerSec;       // with them
+  double loss;                // 1 - updatesPerSec / updatesPerSecPlain
+  double batchP99NsPlain;     // p99 time of a 1000-update batch without checkpoints
+  double batchP99Ns;          // the same with them (a batch that includes a checkpoint's pause counts)
+  uint64_t checkpoints;
+};
+ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, uint32_t periodMs, CheckpointKind kind,
+                            const char* dir);
+
 }  // namespace bench

@@ -6,7 +6,7 @@ import { act, CliError, examples, parseRegionSize, print } from '../util';
 
 /** What lib/bench/run exports (kept structural: that module is owned elsewhere). */
 interface BenchModule {
-  runBench(opts: { mode: 'quick' | 'default' | 'full'; size?: number; out?: string; json: boolean; progress: boolean }): Promise<unknown>;
+  runBench(opts: { mode: 'quick' | 'default' | 'full'; size?: number; out?: string; only?: string[]; json: boolean; progress: boolean }): Promise<unknown>;
   formatBenchReport(report: unknown): string;
 }
 
@@ -40,6 +40,7 @@ export function registerBench(program: Command): void {
     .option('--full', 'the full suite (minutes)')
     .option('--size <bytes>', 'region size, a multiple of 64 KiB with a unit: 64M, 256M, 1G (default: per mode)', parseRegionSize)
     .option('--out <dir>', 'also write the report (JSON and charts) to this directory')
+    .option('--only <scenarios>', 'run only these scenarios and their baselines, comma-separated (e.g. continuous,reset_small)')
     .addHelpText(
       'after',
       examples([
@@ -47,16 +48,18 @@ export function registerBench(program: Command): void {
         ['usnap bench --size 1G', 'the default suite on a 1 GiB region'],
         ['usnap bench --full --out bench-out', 'everything, report files in ./bench-out'],
         ['usnap bench --quick --json > bench.json', 'machine-readable report'],
+        ['usnap bench --only continuous,capture,reset_small', 'the continuous-checkpointing rows only'],
       ]) + '\n--quick and --full exclude each other. Progress goes to stderr on a terminal.\n',
     )
     .action(
-      act(async (ctx, opts: { quick?: boolean; full?: boolean; size?: number; out?: string }) => {
+      act(async (ctx, opts: { quick?: boolean; full?: boolean; size?: number; out?: string; only?: string }) => {
         if (opts.quick && opts.full) throw new CliError('USAGE', 'options --quick and --full cannot be used together', 'See `usnap bench --help`.', 2);
         const bench = loadBench();
         const report = await bench.runBench({
           mode: opts.quick ? 'quick' : opts.full ? 'full' : 'default',
           ...(opts.size !== undefined ? { size: opts.size } : {}),
           ...(opts.out !== undefined ? { out: path.resolve(opts.out) } : {}),
+          ...(opts.only !== undefined ? { only: opts.only.split(',') } : {}),
           json: ctx.json,
           progress: ctx.progress,
         });
