@@ -9,4 +9,4 @@ export { SnapshotError } from '../core/errors';
 export type { SnapshotErrorCode } from '../core/errors';
 export { Remote } from '../store/remote';
 export type { RemoteOptions, RemoteSnapshotInfo, RemoteStats, RemoteVerifyResult } from '../store/remote';
-export type { PushOptions, PushResult, PullOptions, PullResult } from '../store/remote-sync';
+export type { PushOptions, PushResult, PullOptions, PullResult } from '../store/types';

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
         await Promise.all(inFlight.splice(0));
         const ids = store.list({ region: name }).map((x) => x.id);
         mark(`deleting ${ids.slice(0, -keep).join(' ')}`);
-        store.gc({ keep });
+        await store.gc({ keep });
       }
     }
     await Promise.all(inFlight);

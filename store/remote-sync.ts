@@ -2,41 +2,14 @@
 // and pull (chunks fetched, then committed to the store as a complete snapshot).
 import type { Database } from 'better-sqlite3';
 import { SnapshotError } from '../core/errors';
+import type { PullOptions, PullResult, PushOptions, PushResult } from './types';
 import { native } from '../core/native';
 import { forEachLimit, sha256, type Manifest, type ManifestChunk, type Remote } from './remote';
 import { CODEC } from './schema';
 import type { Store } from './store';
 import { chunkTag, snapshotTag } from './tags';
 
-export interface PushOptions {
-  /** Local snapshot id(s) to push, with what they stand on (default: every snapshot). */
-  snapshot?: number | number[];
-  /** Only snapshots of this region. */
-  region?: string;
-  /** Called as chunks are done: (chunks done, chunks in all). */
-  onProgress?: (done: number, total: number) => void;
-}
-
-export interface PushResult {
-  snapshots: { local: number; id: string }[];
-  chunksUploaded: number;
-  /** Data chunks the remote already held (from any store), not uploaded again. */
-  chunksPresent: number;
-  bytesUploaded: number;
-}
-
-export interface PullOptions {
-  /** Remote snapshot id(s) to pull, with what they stand on (default: every snapshot). */
-  snapshot?: string | string[];
-  region?: string;
-  onProgress?: (done: number, total: number) => void;
-}
-
-export interface PullResult {
-  snapshots: { id: string; local: number }[];
-  chunksFetched: number;
-  bytesDownloaded: number;
-}
+export type { PushOptions, PushResult, PullOptions, PullResult } from './types';
 
 const CORRUPT_HINT = 'Run `usnap verify` on the store to see what is damaged.';
 

@@ -15,7 +15,7 @@ import { optBoolean, optFunction, optInteger, optString, readOptions } from '../
 import { Snapshot, snapshotStore } from '../lib/snapshot';
 import { native, type NativeRollbackSources } from '../core/native';
 import * as catalog from './catalog';
-import type { GcResult, SnapshotInfo, VerifyResult } from './types';
+import type { GcResult, PullOptions, PullResult, PushOptions, PushResult, SnapshotInfo, VerifyResult } from './types';
 import { rollbackSources, withSinkPinned } from './chunk-sources';
 import { checkDeletable, gcInUse } from './delete';
 import { checkStoreFile, checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, syncDirectory, takeWriterLock } from './open';
@@ -34,10 +34,6 @@ import {
   localOfRemote,
   pull as pullFromRemote,
   push as pushToRemote,
-  type PullOptions,
-  type PullResult,
-  type PushOptions,
-  type PushResult,
   type RemoteImage,
 } from './remote-sync';
 

@@ -42,3 +42,33 @@ export interface VerifyResult {
   chunks: number;
   problems: VerifyProblem[];
 }
+
+export interface PushOptions {
+  /** Local snapshot id(s) to push, with what they stand on (default: every snapshot). */
+  snapshot?: number | number[];
+  /** Only snapshots of this region. */
+  region?: string;
+  /** Called as chunks are done: (chunks done, chunks in all). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PushResult {
+  snapshots: { local: number; id: string }[];
+  chunksUploaded: number;
+  /** Data chunks the remote already held (from any store), not uploaded again. */
+  chunksPresent: number;
+  bytesUploaded: number;
+}
+
+export interface PullOptions {
+  /** Remote snapshot id(s) to pull, with what they stand on (default: every snapshot). */
+  snapshot?: string | string[];
+  region?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PullResult {
+  snapshots: { id: string; local: number }[];
+  chunksFetched: number;
+  bytesDownloaded: number;
+}

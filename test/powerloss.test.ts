@@ -58,7 +58,7 @@ describe('durability', () => {
     }
     Store.open(':memory:', { durability: 'process' }).close();
     expect(() => Store.open(path.join(work, 'opt-bad.usnap'), { durability: 'disk' as never })).toThrow(
-      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: "Expected 'power' or 'process' for durability but received disk (string)" }),
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: "Expected 'power' or 'process' for durability but received \"disk\" (string)" }),
     );
   });
 

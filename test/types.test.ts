@@ -49,7 +49,7 @@ describe('the published type declarations', () => {
     const store = fs.readFileSync(path.join(root, 'dist', 'store', 'store.d.ts'), 'utf8');
     expect(store).not.toMatch(/@internal|\b_\w+\(/);
     const region = fs.readFileSync(path.join(root, 'dist', 'lib', 'region.d.ts'), 'utf8');
-    expect(region).toMatch(/static alloc\(size: number, opts\?: RegionOptions\): Region<ArrayBuffer>;/);
+    expect(region).toMatch(/static alloc\(size: number, options\?: RegionOptions\): Region<ArrayBuffer>;/);
     expect(region).toMatch(/get buffer\(\): B;/);
   });
 });
