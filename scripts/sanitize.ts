@@ -26,11 +26,13 @@ function run(what: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, 
 
 /** build-sanitize/binding.gyp: the addon target of binding.gyp with sanitizer flags, sources from the package. */
 function writeGyp(dir: string): void {
+  type Target = { target_name: string; sources: string[]; cflags: string[]; cflags_cc: string[]; ldflags?: string[] };
   const gyp = JSON.parse(fs.readFileSync(path.join(packageRoot, 'binding.gyp'), 'utf8')) as {
     variables: Record<string, string>;
-    targets: { target_name: string; sources: string[]; cflags: string[]; cflags_cc: string[]; ldflags?: string[] }[];
+    conditions: [string, { targets: Target[] }][];
   };
-  const target = gyp.targets.find((t) => t.target_name === 'uffd_snapshot')!;
+  // binding.gyp keeps each target under a condition (USNAP_ONLY, and the testing target only in the repository).
+  const target = gyp.conditions.flatMap(([, c]) => c.targets).find((t) => t.target_name === 'uffd_snapshot')!;
   target.sources = target.sources.map((s) => path.join('..', s));
   const opt = (flags: string[]) => [...flags.filter((f) => !f.startsWith('-O')), '-O1', ...SANITIZE];
   target.cflags = opt(target.cflags);
