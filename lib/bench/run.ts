@@ -48,6 +48,8 @@ export interface BenchOptions {
 }
 
 const MiB = 1 << 20;
+/** capture_amplification spreads 32 runs of 256 KiB over the region: at least 16 MiB, whatever --size says. */
+const CAPTURE_MIN_SIZE = 16 * MiB;
 /** The two metrics are named by these sizes, whatever the mode. */
 const RESET_SIZES = [64 * MiB, 1024 * MiB];
 
@@ -125,7 +127,7 @@ function tasks(p: Plan, tmpDir: string): ScenarioTask[] {
     t('clones', p.size),
     t('continuous', p.continuousSize),
     t('continuous_baselines', p.continuousSize),
-    t('capture', p.size),
+    t('capture', Math.max(p.size, CAPTURE_MIN_SIZE)),
     ...p.resetSizes.flatMap((s) => [t('reset_small', s), t('reset_small_baselines', s)]),
   );
   return out;
