@@ -168,37 +168,36 @@ export const packageRoot: string = (() => {
 /**
  * Loads one of our addons: the local build (build/Release/<file>, from `npm run build:native` in the
  * repo or the source build an install falls back to), else the prebuild shipped for this platform
- * under `prebuildDir`/prebuilds/ (found by node-gyp-build).
+ * under `prebuildDir`/prebuilds/ (found by node-gyp-build). A failure says what to do about it.
  */
-export function loadAddon(file: string, prebuildDir: string): unknown {
-  // USNAP_ADDON: another build of the main addon (npm run test:sanitize points it at the ASan/UBSan one).
-  if (file === 'uffd_snapshot.node' && process.env.USNAP_ADDON) return require(process.env.USNAP_ADDON);
+export function loadAddon(file: string, prebuildDir: string, what: string): unknown {
   try {
-    return require(path.join(packageRoot, 'build', 'Release', file));
+    // USNAP_ADDON: another build of the main addon (npm run test:sanitize points it at the ASan/UBSan one).
+    if (file === 'uffd_snapshot.node' && process.env.USNAP_ADDON) return require(process.env.USNAP_ADDON);
+    try {
+      return require(path.join(packageRoot, 'build', 'Release', file));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('node-gyp-build') as (dir: string) => unknown)(prebuildDir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    const why = process.platform !== 'linux' ? `it runs on Linux only (this is ${process.platform}).` : (err as Error).message;
+    throw new Error(
+      `uffd-snapshot: ${what} did not load: ${why}\n` +
+        'Possible solutions:\n' +
+        '  - Build it from source: npm rebuild uffd-snapshot --build-from-source (needs python3, make and a C++ compiler)\n' +
+        `  - In a clone of the repository: npm run build:native (builds build/Release/${file})`,
+      { cause: err },
+    );
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('node-gyp-build') as (dir: string) => unknown)(prebuildDir);
 }
 
 let addon: Addon | undefined;
 
 export function native(): Addon {
   if (addon) return addon;
-  try {
-    addon = loadAddon('uffd_snapshot.node', packageRoot) as Addon;
-  } catch (err) {
-    const e = err as Error;
-    const why = process.platform !== 'linux' ? `uffd-snapshot runs on Linux only (this is ${process.platform}).` : e.message;
-    throw new Error(
-      `uffd-snapshot: the native addon did not load: ${why}\n` +
-        'Possible solutions:\n' +
-        '  - Build it from source: npm rebuild uffd-snapshot --build-from-source (needs python3, make and a C++ compiler)\n' +
-        '  - In a clone of the repository: npm run build:native',
-      { cause: err },
-    );
-  }
+  addon = loadAddon('uffd_snapshot.node', packageRoot, 'the native addon') as Addon;
   return addon;
 }
 

@@ -171,18 +171,7 @@ let addon: BenchAddon | undefined;
 
 function bench(): BenchAddon {
   if (addon) return addon;
-  try {
-    addon = loadAddon('usnap_bench.node', path.join(packageRoot, 'native', 'bench')) as BenchAddon;
-  } catch (err) {
-    const why = process.platform !== 'linux' ? `it runs on Linux only (this is ${process.platform}).` : (err as Error).message;
-    throw new Error(
-      `uffd-snapshot: the benchmark addon did not load: ${why}\n` +
-        'Possible solutions:\n' +
-        '  - Build it from source: npm rebuild uffd-snapshot --build-from-source (needs python3, make and a C++ compiler)\n' +
-        '  - In a clone of the repository: npm run build:native (builds build/Release/usnap_bench.node too)',
-      { cause: err },
-    );
-  }
+  addon = loadAddon('usnap_bench.node', path.join(packageRoot, 'native', 'bench'), 'the benchmark addon') as BenchAddon;
   return addon;
 }
 
