@@ -111,8 +111,9 @@ export interface Addon {
   source_stage(source: number, chunks: NativeChunkArrays): void;
   source_start_prefetch(source: number): void;
   /** Background fetching takes `order` first, then address order; `prefetch` false: faulted chunks only. */
-  source_set_order(source: number, order: Uint32Array, prefetch: boolean): void;
+  source_set_order(source: number, order: Uint32Array, prefetch: boolean, recordQuietMs: number): void;
   source_prefetch_all(source: number): void;
+  source_handed_out(source: number): void;
   /** Chunks first touched while missing, in order; chunks background fetching took, in order. Null once closed. */
   source_trace(source: number): { faultOrder: Uint32Array; prefetchLog: Uint32Array } | null;
   source_next(source: number, max: number, waitMs: number): Uint32Array;

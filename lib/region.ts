@@ -3,7 +3,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { SnapshotError, fromNative, invalidArgument } from '../core/errors';
 import { optBoolean, optString, readOptions } from '../core/options';
 import { CHUNK_SIZE, PAGE_SIZE, native, type RegionHandle } from '../core/native';
-import { checkPrefetch, nextRecording, prefetchPlan, type PrefetchMode } from './prefetch';
+import { checkPrefetch, nextRecording, prefetchPlan, type PrefetchMode, type PrefetchPlan } from './prefetch';
 import { Snapshot, TOKEN } from './snapshot';
 import { Store, type PageSource } from '../store/store';
 import type { SnapshotMeta } from '../store/writer';
@@ -61,10 +61,12 @@ export interface RestoreOptions {
    */
   as?: string;
   /**
-   * What a lazy restore fetches in the background: `'recorded'` (the default when an earlier
-   * restore of this snapshot recorded its working set) the recorded chunks first, in the order
-   * they were first touched, then the rest by address; `'address'` (the default otherwise)
-   * everything by address; `'none'` only what is touched (`ready` then waits for it all).
+   * What a lazy restore fetches in the background. `'recorded'` (the default): the working set
+   * an earlier restore of this snapshot recorded, in the order it was first touched, then the
+   * rest by address; without a recording, this restore records one (background fetching
+   * waits until the program has gone 50 ms without touching a missing chunk, at most 1 s).
+   * `'address'`: everything by address at once, recording nothing. `'none'`: only what is
+   * touched (recorded; `ready` then waits until something needs the whole region).
    */
   prefetch?: PrefetchMode;
   /** `'pause'` (or `hugePages`) copies the snapshot in before returning instead of lazily. */
@@ -215,7 +217,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
   /** The snapshot Region.restore opened: it and its history may be restored in place too. */
   private origin: number | null = null;
   /** A lazy restore's working set, to store with the snapshot once it is known. */
-  private recording: { source: number; prev: Uint32Array | null; usedPrev: boolean; keep: ((ws: Uint32Array) => void) | undefined } | undefined;
+  private recording: { source: number; prev: Uint32Array | null; records: PrefetchPlan['records']; keep: ((ws: Uint32Array) => void) | undefined } | undefined;
   private traceSource = 0;
   /** The page source id while a lazy restore may still have missing chunks. */
   private source = 0;
@@ -357,10 +359,11 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
     region.source = native().region_source(region.handle!);
     const recording = src.workingSet?.() ?? null;
     const plan = prefetchPlan(o.prefetch, recording);
-    native().source_set_order(region.source, plan.order, plan.prefetch);
-    region.recording = { source: region.source, prev: recording, usedPrev: plan.order.length > 0, keep: src.recordWorkingSet };
+    native().source_set_order(region.source, plan.order, plan.prefetch, src.recordWorkingSet ? plan.recordQuietMs : 0);
+    region.recording = { source: region.source, prev: recording, records: plan.records, keep: src.recordWorkingSet };
     region.traceSource = region.source;
     region._ready = src.fill(region.source);
+    native().source_handed_out(region.source);  // a recording's quiet time starts once the program has the memory
     region._ready.then(() => {
       region.source = 0;
       region.saveRecording();
@@ -578,7 +581,7 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
     if (!rec) return;
     const t = native().source_trace(rec.source);
     this.recording = undefined;
-    const next = t && nextRecording(rec.prev, rec.usedPrev, t.faultOrder);
+    const next = t && nextRecording(rec.prev, rec.records, t.faultOrder);
     if (next) rec.keep?.(next);
   }
 

@@ -469,12 +469,13 @@ Napi::Value SourceStartPrefetch(const Napi::CallbackInfo& info) {
   });
 }
 
-// source_set_order(source, order: Uint32Array, prefetch: boolean)
+// source_set_order(source, order: Uint32Array, prefetch: boolean, recordQuietMs: number)
 Napi::Value SourceSetOrder(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     std::shared_ptr<PageSource> src = FindSource(env, info[0]);
     Napi::Uint32Array order = info[1].As<Napi::Uint32Array>();
-    src->SetOrder(std::vector<uint32_t>(order.Data(), order.Data() + order.ElementLength()), info[2].ToBoolean().Value());
+    src->SetOrder(std::vector<uint32_t>(order.Data(), order.Data() + order.ElementLength()), info[2].ToBoolean().Value(),
+                  info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0);
     return env.Undefined();
   });
 }
@@ -483,6 +484,14 @@ Napi::Value SourcePrefetchAll(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     std::shared_ptr<PageSource> src = gSources.Find(info[0]);
     if (src) src->PrefetchAll();
+    return env.Undefined();
+  });
+}
+
+Napi::Value SourceHandedOut(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    std::shared_ptr<PageSource> src = gSources.Find(info[0]);
+    if (src) src->HandedOut();
     return env.Undefined();
   });
 }
@@ -740,6 +749,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("source_start_prefetch", Napi::Function::New(env, SourceStartPrefetch, "source_start_prefetch"));
   exports.Set("source_set_order", Napi::Function::New(env, SourceSetOrder, "source_set_order"));
   exports.Set("source_prefetch_all", Napi::Function::New(env, SourcePrefetchAll, "source_prefetch_all"));
+  exports.Set("source_handed_out", Napi::Function::New(env, SourceHandedOut, "source_handed_out"));
   exports.Set("source_trace", Napi::Function::New(env, SourceTrace, "source_trace"));
   exports.Set("source_next", Napi::Function::New(env, SourceNext, "source_next"));
   exports.Set("source_supply", Napi::Function::New(env, SourceSupply, "source_supply"));

@@ -31,6 +31,7 @@ void PageSource::SetPlan(const std::vector<uint8_t>& hasData) {
       hasData_[c] = c < hasData.size() && hasData[c];
       if (hasData_[c]) dataChunks_++;
     }
+    CountDoneLocked();
     // Faults that came before the plan on chunks that turn out to be zero.
     std::deque<uint32_t> still;
     for (uint32_t c : wanted_) {
@@ -55,6 +56,7 @@ void PageSource::Fail(const std::string& why) {
     planned_ = true;
     std::fill(hasData_.begin(), hasData_.end(), 1);
     dataChunks_ = nChunks_;
+    CountDoneLocked();
   }
   if (corrupt_.empty()) corrupt_ = why;
   bool waiting = false;
@@ -70,6 +72,13 @@ void PageSource::Fail(const std::string& why) {
   wanted_.clear();
   if (waiting) DieCorrupt(waitingChunk);
   cv_.notify_all();
+}
+
+// Chunks the reader supplied before the plan said which hold data (the recorded working set,
+// faulted chunks) may be in memory already: they count as done.
+void PageSource::CountDoneLocked() {
+  for (size_t c = 0; c < nChunks_; c++)
+    if (hasData_[c] && (state_[c] == kPresent || state_[c] == kCorrupt)) dataDone_++;
 }
 
 void PageSource::Stage(uint32_t chunk, BlobPtr blob) {
@@ -93,10 +102,16 @@ void PageSource::FillerLoop() {
     BlobPtr blob;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
+      auto hasWork = [&] {
         if (closed_ || !supplied_.empty()) return true;
         return prefetchStaged_ && NextPrefetchLocked(true) != kNone;
-      });
+      };
+      while (!hasWork()) {
+        if (auto resume = HoldLocked())
+          cv_.wait_until(lock, *resume);
+        else
+          cv_.wait(lock);
+      }
       if (closed_) return;
       if (!supplied_.empty()) {
         c = supplied_.front().first;
@@ -131,6 +146,7 @@ void PageSource::OnMissingFault(uintptr_t addr) {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_[c] != kPresent && !faulted_[c]) {
       faulted_[c] = 1;
+      if (holding_) lastFault_ = Clock::now();
       if (faultOrder_.size() < kMaxRecorded) faultOrder_.push_back(c);
     }
     switch (state_[c]) {
@@ -143,6 +159,7 @@ void PageSource::OnMissingFault(uintptr_t addr) {
         DieCorrupt(c);
       case kWanted:
       case kFetching:
+      case kQueued:
       case kFilling:
         return;  // the copy in progress wakes it
       case kMissing:
@@ -202,23 +219,40 @@ std::vector<uint32_t> PageSource::NextToFetch(size_t max, int waitMs) {
   return out;
 }
 
+std::optional<PageSource::Clock::time_point> PageSource::HoldLocked() {
+  if (!holding_) return std::nullopt;
+  const Clock::time_point cap = holdStart_ + std::chrono::milliseconds(kMaxRecordHoldMs);
+  const Clock::time_point resume = handedOut_ ? std::min(lastFault_ + recordQuiet_, cap) : cap;
+  if (Clock::now() >= resume) {
+    holding_ = false;
+    return std::nullopt;
+  }
+  return resume;
+}
+
 uint32_t PageSource::NextPrefetchLocked(bool staged) {
-  if (!planned_ || !prefetch_ || closed_) return kNone;
+  // Before the plan, the reader may fetch the recorded chunks (it finds their rows one by one).
+  if ((!planned_ && staged) || !prefetch_ || closed_ || HoldLocked()) return kNone;
   auto usable = [&](size_t c) {
-    return c < nChunks_ && hasData_[c] && state_[c] == kMissing && (!staged || (!staged_.empty() && staged_[c]));
+    return c < nChunks_ && (hasData_[c] || !planned_) && state_[c] == kMissing &&
+           (!staged || (!staged_.empty() && staged_[c]));
   };
   while (orderCursor_ < order_.size() && !usable(order_[orderCursor_])) orderCursor_++;
   if (orderCursor_ < order_.size()) return order_[orderCursor_];
+  if (!planned_) return kNone;
   while (cursor_ < nChunks_ && !usable(cursor_)) cursor_++;
   return cursor_ < nChunks_ ? static_cast<uint32_t>(cursor_) : kNone;
 }
 
-void PageSource::SetOrder(std::vector<uint32_t> order, bool prefetch) {
+void PageSource::SetOrder(std::vector<uint32_t> order, bool prefetch, int recordQuietMs) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     order_ = std::move(order);
     orderCursor_ = 0;
     prefetch_ = prefetch;
+    holding_ = prefetch && recordQuietMs > 0;
+    recordQuiet_ = std::chrono::milliseconds(recordQuietMs);
+    holdStart_ = lastFault_ = Clock::now();
   }
   cv_.notify_all();
 }
@@ -227,6 +261,16 @@ void PageSource::PrefetchAll() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     prefetch_ = true;
+    holding_ = false;
+  }
+  cv_.notify_all();
+}
+
+void PageSource::HandedOut() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    handedOut_ = true;
+    lastFault_ = std::max(lastFault_, Clock::now());
   }
   cv_.notify_all();
 }
@@ -242,12 +286,14 @@ std::vector<uint32_t> PageSource::PrefetchLog() {
 }
 
 bool PageSource::Supply(uint32_t c, BlobPtr blob) {
-  constexpr size_t kMaxQueued = 32u << 20;
+  constexpr size_t kMaxQueued = 4u << 20;
   std::unique_lock<std::mutex> lock(mu_);
   // A chunk a thread waits for is queued at once; prefetched ones wait for room.
   cv_.wait(lock, [&] { return closed_ || suppliedBytes_ < kMaxQueued || (c < nChunks_ && faulted_[c]); });
   if (closed_) return false;
-  if (c >= nChunks_ || state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt) return true;
+  if (c >= nChunks_ || state_[c] == kQueued || state_[c] == kPresent || state_[c] == kFilling || state_[c] == kCorrupt)
+    return true;
+  state_[c] = kQueued;
   suppliedBytes_ += blob->bytes.size();
   // A chunk a thread waits for goes before the prefetched ones queued for the filler.
   if (faulted_[c])
@@ -382,7 +428,7 @@ void PageSource::TakeZeroServed(Bitmap* written, size_t pagesPerChunk) {
 bool PageSource::FillForRollback(uint32_t c, const uint8_t* raw) {
   {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return state_[c] != kFilling && state_[c] != kFetching && state_[c] != kWanted; });
+    cv_.wait(lock, [&] { return state_[c] != kFilling && state_[c] != kQueued && state_[c] != kFetching && state_[c] != kWanted; });
     if (state_[c] == kPresent) return false;
     // Missing (zero in the snapshot the region came from) or corrupt: replace it outright.
     if (!raw) {

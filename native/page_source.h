@@ -1,8 +1,10 @@
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -23,7 +25,8 @@ class PageSource {
   PageSource(Userfaultfd* uffd, uint8_t* base, size_t nChunks, std::string label);
   ~PageSource();
 
-  // Which chunks hold data; until the plan is set every fault waits for the reader.
+  // Which chunks hold data; until the plan is set every fault waits for the reader, which
+  // may also fetch the chunks of the order (SetOrder) before it.
   void SetPlan(const std::vector<uint8_t>& hasData);
   void Stage(uint32_t chunk, BlobPtr blob);
   // The reader cannot go on (the plan or a read failed): every data chunk not yet in memory is
@@ -34,14 +37,19 @@ class PageSource {
   void StartPrefetch();
   // Background fetching takes the chunks of `order` first (a working set recorded by an
   // earlier restore), then the rest in address order. `prefetch` false: only faulted chunks
-  // are fetched until PrefetchAll().
-  void SetOrder(std::vector<uint32_t> order, bool prefetch);
+  // are fetched until PrefetchAll(). `recordQuietMs` > 0 (a restore that records the working
+  // set): background fetching waits until no thread has touched a missing chunk for that long
+  // (at most kMaxRecordHoldMs in all), so that first touches fault and are recorded in order.
+  void SetOrder(std::vector<uint32_t> order, bool prefetch, int recordQuietMs);
   void PrefetchAll();
+  // The program gets the memory now: a recording's quiet time counts from here at the earliest.
+  void HandedOut();
   // Chunks in the order threads first touched them while missing (at most kMaxRecorded),
   // and the first chunks background fetching took, in order (for tests and stats).
   std::vector<uint32_t> FaultOrder();
   std::vector<uint32_t> PrefetchLog();
   static constexpr size_t kMaxRecorded = 4096;
+  static constexpr int kMaxRecordHoldMs = 1000;
 
   // Fault handler thread.
   void OnMissingFault(uintptr_t addr);
@@ -71,7 +79,10 @@ class PageSource {
   void Close();
 
  private:
-  enum State : uint8_t { kMissing, kWanted, kFetching, kFilling, kPresent, kCorrupt };
+  using Clock = std::chrono::steady_clock;
+  // kWanted: faulted, for the reader; kFetching: the reader has it; kQueued: supplied, for the
+  // filler (its bytes are here: a reader failing after that does not make it corrupt).
+  enum State : uint8_t { kMissing, kWanted, kFetching, kQueued, kFilling, kPresent, kCorrupt };
   uint8_t* ChunkAddr(uint32_t c) const { return base_ + size_t{c} * kChunk; }
   // Called with the chunk in kFilling, without the lock held.
   void Materialize(uint32_t c, Codec codec, uint32_t rawLen, uint64_t hash, const uint8_t* bytes, size_t len);
@@ -80,8 +91,11 @@ class PageSource {
   void Finish(uint32_t c, State s);
   [[noreturn]] void DieCorrupt(uint32_t c);
   void FillerLoop();
+  void CountDoneLocked();
   // The next chunk background fetching should take, or kNone; `staged`: only staged ones.
   uint32_t NextPrefetchLocked(bool staged);
+  // While recording holds background fetching back: the time it may resume; else nullopt.
+  std::optional<Clock::time_point> HoldLocked();
   static constexpr uint32_t kNone = UINT32_MAX;
 
   static constexpr size_t kChunk = 64 * 1024;
@@ -109,6 +123,11 @@ class PageSource {
   std::unordered_map<uint32_t, std::string> corruptWhy_;
   bool prefetchStaged_ = false;
   bool prefetch_ = true;
+  bool holding_ = false;
+  bool handedOut_ = false;
+  Clock::duration recordQuiet_{};
+  Clock::time_point holdStart_{};
+  Clock::time_point lastFault_{};
   std::vector<uint32_t> order_;
   size_t orderCursor_ = 0;
   std::vector<uint32_t> faultOrder_;

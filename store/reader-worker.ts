@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { native } from '../core/native';
-import { BlobReader, StoreCorrupt, buildPlan, type RestorePlan } from './restore-plan';
+import { BlobReader, EarlyPlan, StoreCorrupt, buildPlan, type RestorePlan } from './restore-plan';
 import { pragmas } from './schema';
 
 export interface ReaderJob {
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   pragmas(db, true);
   const reader = new BlobReader(db);
-  const jobs = new Map<number, { job: ReaderJob; plan?: RestorePlan }>();
+  const jobs = new Map<number, { job: ReaderJob; plan?: RestorePlan; early?: EarlyPlan | null }>();
   let wake: (() => void) | undefined;
   port.on('message', (job: ReaderJob) => {
     jobs.set(job.source, { job });
@@ -37,7 +37,16 @@ async function main(): Promise<void> {
     for (const [source, j] of jobs) {
       try {
         if (!j.plan) {
+          // Faulted and recorded chunks first, found row by row; the plan for the rest after.
+          if (j.early === undefined) j.early = EarlyPlan.open(db, j.job.snapshot, j.job.chunks);
+          const first = j.early ? addon.source_next(source, FETCH_BATCH, 0) : [];
+          if (first.length > 0) {
+            j.early!.resolve(first);
+            if (!addon.source_supply(source, reader.read(j.early!.plan, first))) jobs.delete(source);
+            continue;
+          }
           j.plan = buildPlan(db, j.job.snapshot, j.job.chunks);
+          j.early = null;
           addon.source_set_plan(source, j.plan.hasData);
         }
         const chunks = addon.source_next(source, FETCH_BATCH, jobs.size > 1 ? 0 : 20);

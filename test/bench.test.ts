@@ -26,7 +26,7 @@ const EXPECTED: Record<string, string[]> = {
   write_overhead_per_page_pause_mode: ['fork', 'mprotect_sigsegv', 'wp_async_scan'],
   rollback_resets_per_s_pause_mode: ['fork_reset', 'memcpy'],
   pause_full_huge_pages: ['wp_ioctl_raw', 'fork', 'memcpy', 'wp_async_scan', 'mprotect_sigsegv'],
-  restore_first_work: ['warm', 'no_recording'],
+  restore_first_work: ['warm', 'no_recording', 'recording', 'uffdio_copy_raw'],
   clone_open: ['memcpy'],
   continuous_loss_1pct: ['fork_bgsave', 'memcpy', 'wp_ioctl_raw'],
   continuous_loss_5pct: ['fork_bgsave', 'memcpy', 'wp_ioctl_raw'],

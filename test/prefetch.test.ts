@@ -59,9 +59,11 @@ for (const kind of ['file', 'memory'] as const) {
       const second = Region.restore(store, { name: 'heap', snapshot: id });
       await second.ready;
       const log = second._restoreTrace()!.prefetchLog;
-      const data = RECORDED.filter((c) => c < 40 || c > 43);  // zero chunks need no fetch
-      const rest = Array.from({ length: CHUNKS }, (_, c) => c).filter((c) => !data.includes(c) && (c < 40 || c > 43));
-      expect(log).toEqual([...data, ...rest]);
+      // A file store's reader serves the recording before it knows which chunks are zero (41
+      // is mapped as zero then); the memory store knows first and skips zero chunks.
+      const served = kind === 'file' ? RECORDED : RECORDED.filter((c) => c < 40 || c > 43);
+      const rest = Array.from({ length: CHUNKS }, (_, c) => c).filter((c) => !served.includes(c) && (c < 40 || c > 43));
+      expect(log).toEqual([...served, ...rest]);
       expect(second._restoreTrace()!.faultOrder).toEqual([]);
       expectBytesEqual(new Uint8Array(second.buffer), bytes);
       second.close();
@@ -74,6 +76,32 @@ for (const kind of ['file', 'memory'] as const) {
       expect(third._restoreTrace()!.prefetchLog).toEqual(Array.from({ length: CHUNKS }, (_, c) => c).filter((c) => c < 40 || c > 43));
       expectBytesEqual(new Uint8Array(third.buffer), bytes);
       third.close();
+    });
+
+    it('the default restore of a snapshot without a recording records one: background fetching waits while the program touches chunks', async () => {
+      const store = openStore();
+      const { id, bytes } = await makeSnapshot(store);
+      // 'address' prefetches at once: what the program touches first is mostly in already,
+      // so its faults are no recording, and none is kept.
+      const plain = Region.restore(store, { name: 'heap', snapshot: id, prefetch: 'address' });
+      await plain.ready;
+      plain.close();
+      expect(store._workingSet(id)).toBeNull();
+
+      const r = Region.restore(store, { name: 'heap', snapshot: id });
+      const view = new Uint8Array(r.buffer);
+      // A program that works 3 ms between touches (less than the 50 ms quiet time).
+      for (const c of TOUCHES) {
+        expect(view[c * CHUNK + 123]).toBe(bytes[c * CHUNK + 123]);
+        for (const until = performance.now() + 3; performance.now() < until; );
+      }
+      expect(r._restoreTrace()!.faultOrder).toEqual(RECORDED);
+      await r.ready;  // the program went quiet: the rest came in by address
+      const log = r._restoreTrace()!.prefetchLog;
+      expect(log).toEqual(Array.from({ length: CHUNKS }, (_, c) => c).filter((c) => !RECORDED.includes(c) && (c < 40 || c > 43)));
+      expectBytesEqual(view, bytes);
+      r.close();
+      expect(Array.from(store._workingSet(id)!)).toEqual(RECORDED);
     });
 
     it("prefetch 'none' brings in only what is touched until the region must be complete", async () => {
@@ -102,11 +130,12 @@ describe('working sets in the store', () => {
     expect(store._recordWorkingSet(id, Uint32Array.from([3, 1]))).toBe(true);
     expect(store._recordWorkingSet(9999, Uint32Array.from([3]))).toBe(false);
     const { nextRecording } = await import('../lib/prefetch');
-    expect(Array.from(nextRecording(Uint32Array.from([3, 1]), true, Uint32Array.from([5, 3, 9]))!)).toEqual([3, 1, 5, 9]);
-    expect(nextRecording(Uint32Array.from([3, 1]), true, Uint32Array.from([1]))).toBeNull();
-    expect(Array.from(nextRecording(Uint32Array.from([3, 1]), false, Uint32Array.from([8]))!)).toEqual([8]);
-    expect(nextRecording(null, false, new Uint32Array(0))).toBeNull();
-    expect(nextRecording(null, false, new Uint32Array(5000).map((_, i) => i))!.length).toBe(4096);
+    expect(Array.from(nextRecording(Uint32Array.from([3, 1]), 'append', Uint32Array.from([5, 3, 9]))!)).toEqual([3, 1, 5, 9]);
+    expect(nextRecording(Uint32Array.from([3, 1]), 'append', Uint32Array.from([1]))).toBeNull();
+    expect(Array.from(nextRecording(Uint32Array.from([3, 1]), 'afresh', Uint32Array.from([8]))!)).toEqual([8]);
+    expect(nextRecording(Uint32Array.from([3, 1]), 'no', Uint32Array.from([8]))).toBeNull();
+    expect(nextRecording(null, 'afresh', new Uint32Array(0))).toBeNull();
+    expect(nextRecording(null, 'afresh', new Uint32Array(5000).map((_, i) => i))!.length).toBe(4096);
     const r = Region.alloc(SIZE, { store, name: 'other' });
     const s = r.snapshot();
     await s.persisted;

@@ -108,6 +108,9 @@ describe('remote faults', () => {
       (async () => {
         const store = Store.open(${JSON.stringify(file)}, { readonly: true });
         const remote = await Remote.open(${JSON.stringify(url)}, { concurrency: 2 });
+        // Slowed down, so that the kill lands mid-push however fast the server is.
+        const put = remote.putChunk.bind(remote);
+        remote.putChunk = async (...a) => (await new Promise((r) => setTimeout(r, 20)), put(...a));
         await store.push(remote);
         console.log('finished');
       })();`;

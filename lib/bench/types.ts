@@ -83,6 +83,7 @@ export type BaselineName =
   | 'fork_reset'
   | 'warm'
   | 'no_recording'
+  | 'recording'
   | 'raw_put'
   | 'fork_bgsave';
 
