@@ -67,7 +67,8 @@ export class LocalRestore {
     return {
       ...src,
       workingSet: () => readWorkingSet(this.st, id),
-      recordWorkingSet: (ws) => void recordWorkingSet(this.st, id, ws),
+      // A read-only handle cannot keep a recording: its restores do not hold prefetching back for one.
+      ...(this.st.readonly ? {} : { recordWorkingSet: (ws: Uint32Array) => void recordWorkingSet(this.st, id, ws) }),
       fill: (source) => {
         const p = this.st.memory ? this.fillFromMemory(source, id, chunks, label) : this.fillFromReader(source, id, chunks);
         p.catch(() => {});  // surfaces where `ready` is awaited
