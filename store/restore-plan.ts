@@ -55,25 +55,36 @@ function snapshotsOf(db: Database): Statement {
   return db.prepare('SELECT region_id, parent_id, region_size, full, tag, chunks FROM snapshots WHERE id = ?').safeIntegers(true);
 }
 
+function rowsOfSnapshot(db: Database): Statement {
+  return db.prepare('SELECT chunk, blob_id, hash, tag FROM chunks WHERE snapshot_id = ?').safeIntegers(true).raw();
+}
+
+/** Enters every chunk row of snapshot `s` and checks that it has the `expected` count; returns how many chunks it set. */
+function enterAllRows(rowsOf: Statement, plan: RestorePlan, seen: Uint8Array, s: number, expected: bigint, nChunks: number): number {
+  let rows = 0;
+  let entered = 0;
+  for (const row of rowsOf.iterate(s) as Iterable<ChunkRow>) {
+    rows++;
+    if (enterRow(plan, seen, s, nChunks, row)) entered++;
+  }
+  if (BigInt(rows) !== expected) throw new StoreCorrupt(`snapshot ${s} records ${expected} chunks but stores ${rows}`);
+  return entered;
+}
+
 function emptyPlan(nChunks: number): RestorePlan {
   return { hasData: new Uint8Array(nChunks), blobIds: new Float64Array(nChunks), hashes: new BigInt64Array(nChunks) };
 }
 
 export function buildPlan(db: Database, snapshotId: number, nChunks: number): RestorePlan {
   const snapOf = snapshotsOf(db);
-  const rowsOf = db.prepare('SELECT chunk, blob_id, hash, tag FROM chunks WHERE snapshot_id = ?').safeIntegers(true).raw();
+  const rowsOf = rowsOfSnapshot(db);
   const seen = new Uint8Array(nChunks);
   const plan = emptyPlan(nChunks);
   let left = nChunks;
   for (let s: number | null = snapshotId, depth = 0; s !== null && left > 0; depth++) {
     if (depth > MAX_HISTORY) throw new StoreCorrupt(`snapshot history of ${snapshotId} loops`);
     const snap = snapshotRow(snapOf, s, snapshotId);
-    let rows = 0;
-    for (const row of rowsOf.iterate(s) as Iterable<ChunkRow>) {
-      rows++;
-      if (enterRow(plan, seen, s, nChunks, row)) left--;
-    }
-    if (BigInt(rows) !== snap.chunks) throw new StoreCorrupt(`snapshot ${s} records ${snap.chunks} chunks but stores ${rows}`);
+    left -= enterAllRows(rowsOf, plan, seen, s, snap.chunks, nChunks);
     s = snap.parent_id === null ? null : Number(snap.parent_id);
   }
   return plan;
@@ -100,7 +111,7 @@ export class EarlyPlan {
     this.plan = emptyPlan(nChunks);
     this.seen = new Uint8Array(nChunks);
     this.rowsIn = db.prepare('SELECT chunk, blob_id, hash, tag FROM chunks WHERE snapshot_id = ? AND chunk IN (SELECT value FROM json_each(?))').safeIntegers(true).raw();
-    this.rowsOf = db.prepare('SELECT chunk, blob_id, hash, tag FROM chunks WHERE snapshot_id = ?').safeIntegers(true).raw();
+    this.rowsOf = rowsOfSnapshot(db);
   }
 
   /** An early plan for `snapshotId`, or null when its history is too long for one. */
@@ -130,12 +141,7 @@ export class EarlyPlan {
   private checkAllRows(k: number): void {
     if (k < this.checked) return;
     const { id: s, chunks } = this.chain[k]!;
-    let rows = 0;
-    for (const row of this.rowsOf.iterate(s) as Iterable<ChunkRow>) {
-      rows++;
-      enterRow(this.plan, this.seen, s, this.nChunks, row);
-    }
-    if (BigInt(rows) !== chunks) throw new StoreCorrupt(`snapshot ${s} records ${chunks} chunks but stores ${rows}`);
+    enterAllRows(this.rowsOf, this.plan, this.seen, s, chunks, this.nChunks);
     this.checked = k + 1;
   }
 }
