@@ -16,6 +16,7 @@
         "native/page_source.cc",
         "native/region.cc",
         "native/saver.cc",
+        "native/signal_faults.cc",
         "native/sink.cc",
         "native/uffd.cc",
         "native/lz4_sources.c"

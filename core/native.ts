@@ -98,6 +98,7 @@ export interface Addon {
     captureBudget?: number;
     saverThreads?: number;
     pauseMode?: boolean;
+    signalFaults?: boolean;
     hugePages?: boolean;
     sink: number;
     regionKey: number;

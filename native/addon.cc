@@ -211,6 +211,7 @@ Napi::Value RegionOpen(const Napi::CallbackInfo& info) {
     if (opts.Get("faultAroundMaxPages").IsNumber())
       ro.faultAroundMaxPages = opts.Get("faultAroundMaxPages").As<Napi::Number>().Uint32Value();
     ro.pauseMode = opts.Get("pauseMode").ToBoolean();
+    ro.signalFaults = opts.Get("signalFaults").ToBoolean();
     if (opts.Get("captureBudget").IsNumber())
       ro.captureBudget = static_cast<size_t>(opts.Get("captureBudget").As<Napi::Number>().Int64Value());
     if (opts.Get("saverThreads").IsNumber()) ro.saverThreads = opts.Get("saverThreads").As<Napi::Number>().Uint32Value();

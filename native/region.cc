@@ -15,6 +15,7 @@
 #include "fault_handler.h"
 #include "pagemap.h"
 #include "saver.h"
+#include "signal_faults.h"
 #include "sys_error.h"
 
 Mapping::Mapping(size_t size, bool hugePages) : size_(size) {
@@ -120,6 +121,7 @@ Region::Region(const RegionOptions& opts)
       nChunks_(opts.size / kChunkSize),
       faultAround_(opts.faultAroundPages),
       pauseMode_(opts.pauseMode),
+      signalFaults_(opts.signalFaults),
       faultAroundMax_(std::max(opts.faultAroundPages, opts.faultAroundMaxPages)),
       captureBudget_(opts.captureBudget),
       saverThreads_(std::max<uint32_t>(1, opts.saverThreads)),
@@ -145,11 +147,17 @@ Region::Region(const RegionOptions& opts)
       if (opts.restore) throw std::invalid_argument("a restored region cannot use pause mode");
       want |= UFFD_FEATURE_WP_ASYNC;
     }
+    if (signalFaults_) {
+      if (!(probe.features & UFFD_FEATURE_SIGBUS)) throw SysError("UFFD_FEATURE_SIGBUS", ENOTSUP);
+      if (opts.restore || pauseMode_) throw std::invalid_argument("faults: 'signal' is for live regions allocated or attached, not restored or in pause mode");
+      want |= UFFD_FEATURE_SIGBUS;
+    }
     if (probe.features & UFFD_FEATURE_EVENT_REMOVE) want |= UFFD_FEATURE_EVENT_REMOVE;
     // mremap keeps the registration and tells us, instead of silently dropping the markers.
     if (probe.features & UFFD_FEATURE_EVENT_REMAP) want |= UFFD_FEATURE_EVENT_REMAP;
     uffd_ = std::make_unique<Userfaultfd>(want);
-    kernelWritesTrap_ = uffd_->route() != UffdRoute::kSyscallUserModeOnly;
+    // A kernel write to a protected page cannot take a signal: it fails with EFAULT.
+    kernelWritesTrap_ = uffd_->route() != UffdRoute::kSyscallUserModeOnly && !signalFaults_;
     captureEpoch_.assign(nChunks_, 0);
     captureSnap_.assign(nChunks_, 0);
     if (opts.restore) {
@@ -160,7 +168,9 @@ Region::Region(const RegionOptions& opts)
     } else {
       uffd_->Register(base_, size_, UFFDIO_REGISTER_MODE_WP);
     }
+    // The handler thread still reads the events (REMOVE, REMAP) that signals do not carry.
     handler_ = std::make_unique<FaultHandler>(this, uffd_->fd());
+    if (signalFaults_) signal_faults::Add(this, reinterpret_cast<uintptr_t>(base_), reinterpret_cast<uintptr_t>(base_) + size_);
   } catch (...) {
     handler_.reset();
     uffd_.reset();
@@ -492,6 +502,8 @@ void Region::OnRemap(uintptr_t from, uintptr_t to, size_t len) {
   lastGroupSpeculative_ = 0;
   inflight_.clear();
   if (lost) sink_->Fail(lost, "the region's memory was moved by mremap() before it was saved");
+  // The moved pages stay registered: their faults are ours to release (ReleaseStrayFaultLocked).
+  if (signalFaults_) signal_faults::Add(this, to, to + len);
 }
 
 void Region::CheckUsableLocked() const {
@@ -888,6 +900,8 @@ void Region::Grow(size_t newSize) {
   if (newSize % kChunkSize != 0) throw std::invalid_argument("new size must be a multiple of 64 KiB");
   CheckUsableLocked();
   if (newSize <= size_) return;
+  // Served before registered: no write to the new pages may find no handler.
+  if (signalFaults_) signal_faults::Add(this, reinterpret_cast<uintptr_t>(base_) + size_, reinterpret_cast<uintptr_t>(base_) + newSize);
   uffd_->Register(base_ + size_, newSize - size_, UFFDIO_REGISTER_MODE_WP);
   const size_t oldPages = nPages_;
   size_ = newSize;
@@ -927,6 +941,7 @@ void Region::Close() {
       // Part of the range is no longer registered (moved by mremap): nothing waits there.
     }
   }
+  if (signalFaults_) signal_faults::Remove(this);
   handler_.reset();
   if (source_) source_->Close();
   try {

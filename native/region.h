@@ -31,6 +31,7 @@ struct RegionOptions {
   size_t captureBudget = 64u << 20;    // raw copies held for the saver; beyond it the handler compresses
   uint32_t saverThreads = 1;           // threads compressing in the background
   bool pauseMode = false;          // async write-protect: no faults to handle, snapshots copy in the pause
+  bool signalFaults = false;       // write faults served on the faulting thread (SIGBUS), see signal_faults.h
   uint8_t* base = nullptr;         // page-aligned memory the caller keeps mapped beyond Close()
   uint32_t regionKey = 0;          // the store's id for this region, carried to the writer
   std::shared_ptr<Sink> sink;
@@ -137,7 +138,7 @@ class Region {
   // Finishes captures in flight, stops the threads and unregisters. Idempotent.
   void Close();
 
-  // FaultHandler thread.
+  // FaultHandler thread, or the faulting thread itself with signalFaults.
   void OnWriteFault(uintptr_t addr);
   void OnMissingFault(uintptr_t addr);
   void OnRemove(uintptr_t start, uintptr_t end);
@@ -216,6 +217,7 @@ class Region {
   size_t nChunks_ = 0;
   uint32_t faultAround_ = 16;
   bool pauseMode_ = false;
+  bool signalFaults_ = false;
   uint32_t faultAroundMax_ = 512;
   size_t captureBudget_ = 64u << 20;
   uint32_t saverThreads_ = 1;

@@ -23,9 +23,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ t: 'check' as const }) },
 );
 
-async function run(ops: Op[], faultAround: number, file: string, mode: 'live' | 'pause' = 'live'): Promise<void> {
+async function run(ops: Op[], faultAround: number, file: string, mode: 'live' | 'pause' = 'live', faults: 'thread' | 'signal' = 'thread'): Promise<void> {
   const store = Store.open(file);
-  const region = Region.alloc(SIZE, { store, name: 'model', faultAround, mode });
+  const region = Region.alloc(SIZE, { store, name: 'model', faultAround, mode, ...(mode === 'live' ? { faults } : {}) });
   const bytes = new Uint8Array(region.buffer);
   const shadow = new Uint8Array(SIZE);
   const snaps: { id: number; image: Uint8Array; persisted: Promise<unknown> }[] = [];
@@ -80,6 +80,13 @@ describe('model: region vs shadow copy', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: OPS, maxLength: OPS }), fc.constantFrom(1, 4, 16, 32), (ops, fa) => run(ops, fa, ':memory:')),
       { numRuns: 4, seed: 42, endOnFailure: true },
+    );
+  });
+
+  it(`matches the shadow across ${OPS} random ops per seed (faults served by signal)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: OPS, maxLength: OPS }), fc.constantFrom(1, 16, 64), (ops, fa) => run(ops, fa, ':memory:', 'live', 'signal')),
+      { numRuns: 3, seed: 1414, endOnFailure: true },
     );
   });
 

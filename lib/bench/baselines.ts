@@ -140,7 +140,7 @@ export interface ContinuousResult {
   checkpoints: number;
 }
 
-export type CheckpointKind = 'fork_bgsave' | 'memcpy';
+export type CheckpointKind = 'fork_bgsave' | 'memcpy' | 'uffd_wp_raw';
 
 export interface FileTimingResult {
   ns: number;
@@ -162,7 +162,7 @@ interface BenchAddon {
   uffdioZeroPageRaw(size: number): UffdioCopyResult;
   forkReset(size: number, dirtyFraction: number, iterations: number): ForkResetResult;
   fillRealistic(data: Uint8Array, seed: number): void;
-  continuous(size: number, hotFraction: number, phaseMs: number, periodMs: number, kind: number, dir: string): ContinuousResult;
+  continuous(size: number, hotFraction: number, phaseMs: number, periodMs: number, kind: number, dir: string, blockMs: number): ContinuousResult;
   pageSize: number;
   chunkSize: number;
 }
@@ -283,14 +283,15 @@ export function forkReset(sizeBytes: number, dirtyFraction: number, iterations: 
 
 /**
  * A C program that keeps running while it is checkpointed: random 8-byte updates in a hot set of
- * `hotFraction` of the 64 KiB chunks (chosen anew each period), `phaseMs` without checkpoints,
- * then `phaseMs` with one per period. `fork_bgsave`: fork, the child LZ4-compresses the region
- * and writes it to a file in `dir` (at most 8 children in flight); `memcpy`: copy the region.
+ * `hotFraction` of the 64 KiB chunks (chosen anew each period), `phaseMs` without checkpoints
+ * and `phaseMs` with one per period, in alternating blocks of `blockMs`. `fork_bgsave`: fork, the child LZ4-compresses the region
+ * and writes it to a file in `dir` (at most 8 children in flight); `memcpy`: copy the region;
+ * `uffd_wp_raw`: re-protect the chunks written, unprotect on a write fault (SIGBUS), nothing copied.
  */
-export function continuous(sizeBytes: number, hotFraction: number, phaseMs: number, periodMs: number, kind: CheckpointKind, dir: string): ContinuousResult {
+export function continuous(sizeBytes: number, hotFraction: number, phaseMs: number, periodMs: number, blockMs: number, kind: CheckpointKind, dir: string): ContinuousResult {
   checkSize(sizeBytes);
   checkFraction('hotFraction', hotFraction);
-  return bench().continuous(sizeBytes, hotFraction, phaseMs, periodMs, kind === 'fork_bgsave' ? 0 : 1, dir);
+  return bench().continuous(sizeBytes, hotFraction, phaseMs, periodMs, ({ fork_bgsave: 0, memcpy: 1, uffd_wp_raw: 2 } as const)[kind], dir, blockMs);
 }
 
 /**

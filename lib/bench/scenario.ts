@@ -118,11 +118,12 @@ async function warmStore(store: Store): Promise<void> {
 }
 
 /** A fresh file store (writer warmed) with one region of `size`, every page written with fillRealistic data. */
-async function openFilled(task: ScenarioTask, size: number, seed: number, fill = size): Promise<Opened> {
+async function openFilled(task: ScenarioTask, size: number, seed: number, fill = size, faults: 'thread' | 'signal' = 'thread'): Promise<Opened> {
   const file = path.join(task.tmpDir, `s${process.pid}-${++fileSeq}.usnap`);
   const store = Store.open(file);
   await warmStore(store);
-  const region = Region.alloc(size, { store, name: 'heap', mode: task.pauseMode ? 'pause' : 'live', hugePages: task.hugePages === true });
+  const mode = task.pauseMode ? 'pause' : 'live';
+  const region = Region.alloc(size, { store, name: 'heap', mode, hugePages: task.hugePages === true, ...(mode === 'live' ? { faults } : {}) });
   const u8 = new Uint8Array(region.buffer);
   base.fillRealistic(fill < size ? u8.subarray(0, fill) : u8, seed);
   return { store, region, u8, file };
@@ -531,41 +532,47 @@ function p99(xs: Float64Array | number[]): number {
 
 const yieldNow = (): Promise<void> => new Promise((res) => setImmediate(res));
 
+/** Blocks with and without snapshots alternate, this long each (see keepRunning). */
+const continuousBlockMs = (task: ScenarioTask): number => (task.quick ? 300 : 500);
+
+interface LoopState {
+  x: number;
+  hotBase: Uint32Array;
+}
+
 /**
- * The loop: random 32-bit updates in a hot set of `hot` of the 64 KiB chunks, chosen anew
- * every 100 ms; with `region`, one snapshot after each 100 ms (at most 8 in flight: beyond
- * that the loop waits for the oldest to persist). The event loop runs once per period either
- * way (persisted promises need it). Returns updates/s and the time of each 1000-update batch.
+ * One block of the loop: random 32-bit updates in a hot set of the 64 KiB chunks, chosen anew
+ * every 100 ms; with `region`, one snapshot at the start of each period (at most 8 in flight:
+ * beyond that the loop waits for the oldest to persist). The event loop runs once per period
+ * either way (persisted promises need it). Adds the block's updates, time and 1000-update batch
+ * times to `into`.
  */
-async function keepRunning(u8: Uint8Array, hot: number, phaseMs: number, seed: number, region?: Region): Promise<{ rate: number; batches: number[]; snapshots: number }> {
+async function loopBlock(u8: Uint8Array, st: LoopState, blockMs: number, into: LoopTotals, region?: Region, inflight: Promise<unknown>[] = []): Promise<void> {
   const words = new Uint32Array(u8.buffer, u8.byteOffset, u8.byteLength >>> 2);
   const chunks = u8.length / CHUNK;
   const wordsPerChunk = CHUNK / 4;
-  const hotCount = Math.max(1, Math.round(chunks * hot));
-  const hotBase = new Uint32Array(hotCount);
-  let x = seed | 0 || 1;
-  const inflight: Promise<unknown>[] = [];
-  const batches: number[] = [];
+  const { hotBase } = st;
+  const hotCount = hotBase.length;
+  let x = st.x;
   let updates = 0;
-  let snapshots = 0;
   const t0 = performance.now();
-  const end = t0 + phaseMs;
+  const end = t0 + blockMs;
   let nextPeriod = t0;
   let batchStart = t0;
   for (;;) {
     let now = performance.now();
     if (now >= nextPeriod) {
-      if (region && now > t0) {
+      if (nextPeriod >= end) break;
+      if (region) {
         while (inflight.length >= MAX_IN_FLIGHT) await inflight.shift();
         inflight.push(region.snapshot().persisted);
-        snapshots++;
+        into.snapshots++;
       }
       for (let i = 0; i < hotCount; i++) {
         x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
         hotBase[i] = ((x >>> 0) % chunks) * wordsPerChunk;
       }
       nextPeriod += PERIOD_MS;
-      if (nextPeriod >= end) break;
       await yieldNow();
     }
     for (let i = 0; i < BATCH; i++) {
@@ -576,19 +583,47 @@ async function keepRunning(u8: Uint8Array, hot: number, phaseMs: number, seed: n
     }
     updates += BATCH;
     now = performance.now();
-    batches.push(now - batchStart);
+    into.batches.push(now - batchStart);
     batchStart = now;
     if (now >= end) break;
   }
-  const rate = (updates * 1e3) / (performance.now() - t0);
-  await Promise.all(inflight);
-  return { rate, batches, snapshots };
+  into.updates += updates;
+  into.ms += performance.now() - t0;
+  st.x = x;
+}
+
+interface LoopTotals {
+  updates: number;
+  ms: number;
+  batches: number[];
+  snapshots: number;
 }
 
 /**
- * continuous_loss_N: the loop above on a live-mode region with a file store, first without
- * snapshots (the region untracked), then, after a full first snapshot has persisted (untimed),
- * with one snapshot per 100 ms. Ours = 1 - rate with / rate without, same process.
+ * The loop for `phaseMs` with snapshots of `region` and `phaseMs` without, on `plain` (an
+ * untracked buffer of the same size and contents), in alternating blocks: the speed of a shared
+ * host drifts by tens of percent over seconds, and alternating weighs that on both alike.
+ * Snapshots still persisting when a block with them ends finish before the next block
+ * without (untimed).
+ */
+async function keepRunning(region: Region, u8: Uint8Array, plain: Uint8Array, hot: number, phaseMs: number, blockMs: number, seed: number): Promise<{ plain: LoopTotals; withSnaps: LoopTotals }> {
+  const st: LoopState = { x: seed | 0 || 1, hotBase: new Uint32Array(Math.max(1, Math.round((u8.length / CHUNK) * hot))) };
+  const totals = (): LoopTotals => ({ updates: 0, ms: 0, batches: [], snapshots: 0 });
+  const without = totals();
+  const withSnaps = totals();
+  const inflight: Promise<unknown>[] = [];
+  for (let spent = 0; spent < phaseMs; spent += blockMs) {
+    await loopBlock(plain, st, blockMs, without);
+    await loopBlock(u8, st, blockMs, withSnaps, region, inflight);
+    await Promise.all(inflight.splice(0));
+  }
+  return { plain: without, withSnaps };
+}
+
+/**
+ * continuous_loss_N: the loop above on a live-mode region with a file store, after a full first
+ * snapshot has persisted (untimed); blocks with one snapshot per 100 ms alternate with blocks
+ * on an untracked copy. Ours = 1 - rate with / rate without, same process.
  * continuous_stall_p99_1pct: p99 of the 1000-update batch times with / without (1% hot set).
  */
 async function continuous(task: ScenarioTask): Promise<SampleRow[]> {
@@ -596,19 +631,21 @@ async function continuous(task: ScenarioTask): Promise<SampleRow[]> {
   const phaseMs = continuousPhaseMs(task);
   for (let r = 0; r < continuousRuns(task); r++) {
     for (const [metric, hot] of HOT) {
-      const o = await openFilled(task, task.size, r + 1);
-      await settle();
-      const plain = await keepRunning(o.u8, hot, phaseMs, 7 + r);
+      // faults: 'signal', as docs/benchmark.md recommends for continuous checkpointing.
+      const o = await openFilled(task, task.size, r + 1, task.size, 'signal');
+      const plainCopy = new Uint8Array(task.size);
+      plainCopy.set(o.u8);
       await o.region.snapshot().persisted;
       await settle();
       const st0 = o.region.stats();
-      const withSnaps = await keepRunning(o.u8, hot, phaseMs, 7 + r, o.region);
+      const { plain, withSnaps } = await keepRunning(o.region, o.u8, plainCopy, hot, phaseMs, continuousBlockMs(task), 7 + r);
       const st1 = o.region.stats();
-      const loss = lossFloor(1 - withSnaps.rate / plain.rate);
+      const rate = (t: LoopTotals): number => (t.updates * 1e3) / t.ms;
+      const loss = lossFloor(1 - rate(withSnaps) / rate(plain));
       push(s, metric, loss);
       if (hot === 0.01) push(s, 'continuous_stall_p99_1pct', p99(withSnaps.batches) / p99(plain.batches));
       process.stderr.write(
-        `${metric}: ${(plain.rate / 1e6).toFixed(1)} -> ${(withSnaps.rate / 1e6).toFixed(1)} M updates/s (loss ${(loss * 100).toFixed(1)}%), ` +
+        `${metric}: ${(rate(plain) / 1e6).toFixed(1)} -> ${(rate(withSnaps) / 1e6).toFixed(1)} M updates/s (loss ${(loss * 100).toFixed(1)}%), ` +
           `${withSnaps.snapshots} snapshots, p99 batch ${(p99(plain.batches) * 1e3).toFixed(0)} -> ${(p99(withSnaps.batches) * 1e3).toFixed(0)} us, ` +
           `max ${(Math.max(...withSnaps.batches)).toFixed(1)} ms, faults ${st1.faults - st0.faults}, ` +
           `mean fault ${st1.meanFaultUs.toFixed(1)} us, compressed on fault ${st1.pagesCompressedOnFault - st0.pagesCompressedOnFault} pages\n`,
@@ -672,7 +709,8 @@ const resetMetric = (size: number): MetricId => (size >= 1 << 30 ? 'reset_small_
  */
 async function resetSmall(task: ScenarioTask): Promise<SampleRow[]> {
   // Quick mode fills 64 MiB of the region only (the loop writes 16 pages; the rest is zero).
-  const o = await openFilled(task, task.size, 5, task.quick ? 64 * MiB : task.size);
+  // faults: 'signal', as docs/benchmark.md recommends for a loop that keeps rewriting memory.
+  const o = await openFilled(task, task.size, 5, task.quick ? 64 * MiB : task.size, 'signal');
   const pages = task.size / PAGE;
   const original = new Uint8Array(pages);
   for (let p = 0; p < pages; p++) original[p] = o.u8[p * PAGE + 64]!;
@@ -898,8 +936,8 @@ function continuousBaselines(task: ScenarioTask): SampleRow[] {
   const phaseMs = continuousPhaseMs(task);
   for (let r = 0; r < continuousRuns(task); r++) {
     for (const [metric, hot] of HOT) {
-      for (const kind of ['fork_bgsave', 'memcpy'] as const) {
-        const c = base.continuous(task.size, hot, phaseMs, PERIOD_MS, kind, task.tmpDir);
+      for (const kind of ['fork_bgsave', 'memcpy', 'uffd_wp_raw'] as const) {
+        const c = base.continuous(task.size, hot, phaseMs, PERIOD_MS, continuousBlockMs(task), kind, task.tmpDir);
         b.add(metric, kind, lossFloor(c.loss));
         if (hot === 0.01) b.add('continuous_stall_p99_1pct', kind, c.batchP99Ns / c.batchP99NsPlain);
         process.stderr.write(`${metric} ${kind}: ${(c.updatesPerSecPlain / 1e6).toFixed(0)} -> ${(c.updatesPerSec / 1e6).toFixed(0)} M updates/s, loss ${(c.loss * 100).toFixed(1)}%, p99 batch ${(c.batchP99NsPlain / 1e3).toFixed(1)} -> ${(c.batchP99Ns / 1e3).toFixed(1)} us\n`);

@@ -85,7 +85,8 @@ export type BaselineName =
   | 'no_recording'
   | 'recording'
   | 'raw_put'
-  | 'fork_bgsave';
+  | 'fork_bgsave'
+  | 'uffd_wp_raw';
 
 /**
  * Which way is better, per metric. Times, memory and stored size: lower is better, and a

@@ -185,14 +185,15 @@ Napi::Value ForkReset(const Napi::CallbackInfo& info) {
 Napi::Value Continuous(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     const double phaseMs = NumArg(info, 2, "phaseMs"), periodMs = NumArg(info, 3, "periodMs");
-    const double kind = NumArg(info, 4, "kind");
-    if (!(phaseMs >= 1 && phaseMs <= 3.6e6) || !(periodMs >= 1 && periodMs <= 3.6e6))
-      throw std::invalid_argument("phaseMs and periodMs must be in [1, 3.6e6]");
-    if (kind != 0 && kind != 1) throw std::invalid_argument("kind must be 0 (fork_bgsave) or 1 (memcpy)");
+    const double blockMs = NumArg(info, 6, "blockMs"), kind = NumArg(info, 4, "kind");
+    if (!(phaseMs >= 1 && phaseMs <= 3.6e6) || !(periodMs >= 1 && periodMs <= 3.6e6) || !(blockMs >= 1 && blockMs <= 3.6e6))
+      throw std::invalid_argument("phaseMs, periodMs and blockMs must be in [1, 3.6e6]");
+    if (kind != 0 && kind != 1 && kind != 2) throw std::invalid_argument("kind must be 0 (fork_bgsave), 1 (memcpy) or 2 (uffd_wp_raw)");
     if (info.Length() < 6 || !info[5].IsString()) throw std::invalid_argument("dir must be a string");
     const std::string dir = info[5].As<Napi::String>().Utf8Value();
     auto r = bench::Continuous(SizeArg(info, 0), NumArg(info, 1, "hotFraction"), static_cast<uint32_t>(phaseMs),
-                               static_cast<uint32_t>(periodMs), static_cast<bench::CheckpointKind>(kind), dir.c_str());
+                               static_cast<uint32_t>(periodMs), static_cast<uint32_t>(blockMs),
+                               static_cast<bench::CheckpointKind>(kind), dir.c_str());
     Napi::Object o = Napi::Object::New(env);
     o.Set("updatesPerSecPlain", N(env, r.updatesPerSecPlain));
     o.Set("updatesPerSec", N(env, r.updatesPerSec));

@@ -606,14 +606,42 @@ double P99(std::vector<uint64_t> v) {
 
 }  // namespace
 
-ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, uint32_t periodMs, CheckpointKind kind,
-                            const char* dir) {
+namespace {
+
+// The primitive floor of write-protect checkpointing: a write fault served on the faulting
+// thread (UFFD_FEATURE_SIGBUS) by unprotecting its 64 KiB chunk, nothing copied or saved.
+std::atomic<int> sigbusUffd{-1};
+void UnprotectOnSigbus(int, siginfo_t* info, void*) {
+  const int saved = errno;
+  const uintptr_t chunk = reinterpret_cast<uintptr_t>(info->si_addr) & ~uintptr_t{kChunkSize - 1};
+  uffdio_writeprotect wp{};
+  wp.range = {chunk, kChunkSize};
+  if (ioctl(sigbusUffd.load(std::memory_order_relaxed), UFFDIO_WRITEPROTECT, &wp) != 0) abort();
+  errno = saved;
+}
+
+}  // namespace
+
+ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, uint32_t periodMs, uint32_t blockMs,
+                            CheckpointKind kind, const char* dir) {
   CheckSize(size);
   if (!(hotFraction > 0 && hotFraction <= 1)) throw std::invalid_argument("hotFraction must be in (0, 1]");
-  if (phaseMs == 0 || periodMs == 0) throw std::invalid_argument("phaseMs and periodMs must be positive");
+  if (phaseMs == 0 || periodMs == 0 || blockMs == 0) throw std::invalid_argument("phaseMs, periodMs and blockMs must be positive");
   Region region(size);
   std::unique_ptr<Scratch> copy;
   if (kind == CheckpointKind::kMemcpy) copy = std::make_unique<Scratch>(size);
+  std::unique_ptr<Fd> uffd;
+  struct sigaction previousSigbus {};
+  if (kind == CheckpointKind::kUffdWp) {
+    uffd = std::make_unique<Fd>(OpenUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_SIGBUS));
+    UffdRegister(uffd->get(), region.data(), size, UFFDIO_REGISTER_MODE_WP);
+    sigbusUffd = uffd->get();
+    struct sigaction sa {};
+    sa.sa_sigaction = UnprotectOnSigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &sa, &previousSigbus);
+  }
+  std::vector<uint32_t> written;  // kUffdWp: the hot chunks of the period that just ended
   const size_t chunks = size / kChunkSize;
   const size_t hotCount = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(chunks) * hotFraction + 0.5));
   constexpr size_t kWordsPerChunk = kChunkSize / 8;
@@ -636,17 +664,21 @@ ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, u
       }
     }
   };
-  auto phase = [&](bool checkpoints, std::vector<uint64_t>* batches) -> double {
-    uint64_t updates = 0;
-    const uint64_t t0 = NowNs(), end = t0 + uint64_t{phaseMs} * 1'000'000;
+  // One block of periods, with or without checkpoints; adds its updates and time to the totals.
+  auto block = [&](bool checkpoints, uint64_t blockNs, std::vector<uint64_t>* batches, double* updates, double* ns) {
+    const uint64_t t0 = NowNs(), end = t0 + blockNs;
     uint64_t nextPeriod = t0;
     uint64_t batchStart = t0;
+    uint64_t done = 0;
     for (;;) {
       const uint64_t now = NowNs();
       if (now >= nextPeriod) {
-        if (checkpoints && now > t0) {
+        if (nextPeriod >= end) break;
+        if (checkpoints) {
           if (kind == CheckpointKind::kMemcpy) {
             memcpy(copy->data(), region.data(), size);
+          } else if (kind == CheckpointKind::kUffdWp) {
+            for (uint32_t c : written) UffdWriteProtect(uffd->get(), region.data() + size_t{c} * kChunkSize, kChunkSize, true);
           } else {
             while (children.size() >= 8) reap(true);
             const std::string path = std::string(dir) + "/bgsave-" + std::to_string(getpid()) + "-" + std::to_string(saves);
@@ -658,27 +690,44 @@ ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, u
           saves++;
         }
         for (auto& h : hot) h = static_cast<uint32_t>(rng.Next() % chunks);
+        written = hot;
         nextPeriod += uint64_t{periodMs} * 1'000'000;
-        if (nextPeriod >= end) break;
       }
       for (int i = 0; i < kBatch; i++) {
         const uint64_t r = rng.Next();
         volatile uint64_t* w = words + size_t{hot[r % hotCount]} * kWordsPerChunk + (r >> 32) % kWordsPerChunk;
         *w = *w + 1;
       }
-      updates += kBatch;
+      done += kBatch;
       const uint64_t after = NowNs();
       batches->push_back(after - batchStart);
       batchStart = after;
       if (after >= end) break;
     }
-    return static_cast<double>(updates) * 1e9 / static_cast<double>(NowNs() - t0);
+    *updates += static_cast<double>(done);
+    *ns += static_cast<double>(NowNs() - t0);
   };
   ContinuousResult r{};
   std::vector<uint64_t> plain, with;
-  r.updatesPerSecPlain = phase(false, &plain);
-  r.updatesPerSec = phase(true, &with);
-  while (!children.empty()) reap(true);
+  // Blocks with and without checkpoints alternate, so that the machine's speed drifting over
+  // seconds (a shared host) weighs on both alike. Savers still running when a block with
+  // checkpoints ends finish before the next block without (untimed).
+  const uint64_t blockNs = uint64_t{std::min(blockMs, phaseMs)} * 1'000'000;
+  double plainUpdates = 0, plainNs = 0, withUpdates = 0, withNs = 0;
+  for (uint64_t spent = 0; spent < uint64_t{phaseMs} * 1'000'000; spent += blockNs) {
+    block(false, blockNs, &plain, &plainUpdates, &plainNs);
+    // As after a snapshot: every chunk protected but those written since (none yet).
+    if (uffd) UffdWriteProtect(uffd->get(), region.data(), size, true);
+    block(true, blockNs, &with, &withUpdates, &withNs);
+    while (!children.empty()) reap(true);
+    if (uffd) UffdWriteProtect(uffd->get(), region.data(), size, false);
+  }
+  if (uffd) {
+    sigaction(SIGBUS, &previousSigbus, nullptr);
+    sigbusUffd = -1;
+  }
+  r.updatesPerSecPlain = plainUpdates * 1e9 / plainNs;
+  r.updatesPerSec = withUpdates * 1e9 / withNs;
   r.loss = 1 - r.updatesPerSec / r.updatesPerSecPlain;
   r.batchP99NsPlain = P99(plain);
   r.batchP99Ns = P99(with);

@@ -101,13 +101,17 @@ struct ForkResetResult {
 ForkResetResult ForkReset(size_t size, double dirtyFraction, uint32_t iterations);
 
 // A program that keeps running while it is checkpointed: random 8-byte updates in a hot set of
-// `hotFraction` of the 64 KiB chunks (chosen anew every period), first for `phaseMs` with no
-// checkpoints, then for `phaseMs` with one checkpoint at the end of every period:
+// `hotFraction` of the 64 KiB chunks (chosen anew every period), `phaseMs` in all without
+// checkpoints and `phaseMs` with one checkpoint at the start of every period, in alternating
+// blocks of `blockMs` (the host's speed drifts over seconds; alternating weighs it on both):
 //   kForkBgsave: fork(); the child LZ4-compresses the region chunk by chunk and writes it to a
 //                file in `dir` (as fork-based savers do); at most 8 children in flight, the
 //                loop waits for the oldest beyond that;
 //   kMemcpy:     a copy of the whole region into a pre-faulted buffer.
-enum class CheckpointKind { kForkBgsave = 0, kMemcpy = 1 };
+//   kUffdWp:     the primitives under a live-mode snapshot and nothing else: the chunks written
+//                in the period re-protected (one UFFDIO_WRITEPROTECT each), each first write
+//                after that unprotecting its chunk in a SIGBUS handler; nothing is copied.
+enum class CheckpointKind { kForkBgsave = 0, kMemcpy = 1, kUffdWp = 2 };
 struct ContinuousResult {
   double updatesPerSecPlain;  // without checkpoints
   double updatesPerSec;       // with them
@@ -116,7 +120,7 @@ struct ContinuousResult {
   double batchP99Ns;          // the same with them (a batch that includes a checkpoint's pause counts)
   uint64_t checkpoints;
 };
-ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, uint32_t periodMs, CheckpointKind kind,
-                            const char* dir);
+ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, uint32_t periodMs, uint32_t blockMs,
+                            CheckpointKind kind, const char* dir);
 
 }  // namespace bench
