@@ -620,7 +620,8 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
    * Whether a write by the kernel itself into a write-protected page (`fs.readSync` or
    * `read(2)` into the region, `recv(2)`, ...) is trapped and tracked like a program write.
    * False when the process may only use userfaultfd in user mode (unprivileged, with
-   * vm.unprivileged_userfaultfd=0): such a syscall then fails with EFAULT and writes nothing
+   * vm.unprivileged_userfaultfd=0), or with `faults: 'signal'` (a kernel write cannot take the
+   * signal): such a syscall then fails with EFAULT and writes nothing
    * to the protected pages, so no snapshot is corrupted. Call `unprotect()` on the target range
    * first to let it through.
    */
