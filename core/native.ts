@@ -90,6 +90,8 @@ declare const regionHandleBrand: unique symbol;
 export type RegionHandle = { readonly [regionHandleBrand]: true };
 
 export interface Addon {
+  /** The calling thread runs on spare CPU only (SCHED_IDLE), as the savers do: the store writer. */
+  thread_set_background(): void;
   probe(): NativeProbe;
   region_open(opts: {
     size?: number;

@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "background.h"
 #include "codec.h"
 #include "napi_errors.h"
 #include "region.h"
@@ -717,6 +718,11 @@ Napi::Value CodecHash(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ThreadSetBackground(const Napi::CallbackInfo& info) {
+  SetBackgroundPriority();
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* envData = new EnvData();
   env.SetInstanceData<EnvData>(envData);
@@ -729,6 +735,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     }
     envData->regions.clear();
   });
+  exports.Set("thread_set_background", Napi::Function::New(env, ThreadSetBackground, "thread_set_background"));
   exports.Set("probe", Napi::Function::New(env, ProbeUffd, "probe"));
   exports.Set("region_open", Napi::Function::New(env, RegionOpen, "region_open"));
   exports.Set("region_buffer", Napi::Function::New(env, RegionBuffer, "region_buffer"));

@@ -1,18 +1,21 @@
 #include "saver.h"
 
 #include <pthread.h>
-#include <sched.h>
 
+#include "background.h"
 #include "region.h"
 
 Saver::Saver(Region* region, unsigned threads) : region_(region) {
   for (unsigned i = 0; i < threads; i++) {
     threads_.emplace_back([this] {
       pthread_setname_np(pthread_self(), "usnap-saver");
-      // Background work: woken by snapshot(), a saver must not preempt the thread that woke
-      // it (measured: 2-3 of 7 snapshots of 1% of 1 GiB then returned ~4.5 ms late).
-      sched_param none{};
-      sched_setscheduler(0, SCHED_BATCH, &none);
+      // Background work runs on spare CPU only (SCHED_IDLE): a program thread that wants a CPU
+      // preempts a saver at once, and the scheduler counts a CPU running only savers as idle
+      // when it places a woken thread. Measured with a loop checkpointed every 100 ms: the
+      // loop's time waiting for a CPU fell from ~6% to ~1.5% (SCHED_BATCH, docs/benchmark.md).
+      // On a machine whose every CPU is busy, snapshots then persist slowly: back-pressure
+      // (awaiting `persisted`) or the capture budget bounds what piles up meanwhile.
+      SetBackgroundPriority();
       while (region_->WaitForSaveWork(stop_)) region_->SaveStep();
     });
   }

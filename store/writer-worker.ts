@@ -37,6 +37,7 @@ export type WriterRequest = 'finish' | ({ type: 'job'; job: number } & StoreJob)
 async function main(): Promise<void> {
   const { path, sink, port, done, batchBytes, checkpointBytes, maxPageCount, durability } = workerData as WriterData;
   const addon = native();
+  addon.thread_set_background();
   let finishing = false;
   const jobs: ({ type: 'job'; job: number } & StoreJob)[] = [];
   port.on('message', (m: WriterRequest) => {
