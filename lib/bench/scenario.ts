@@ -647,7 +647,7 @@ async function continuous(task: ScenarioTask): Promise<SampleRow[]> {
       process.stderr.write(
         `${metric}: ${(rate(plain) / 1e6).toFixed(1)} -> ${(rate(withSnaps) / 1e6).toFixed(1)} M updates/s (loss ${(loss * 100).toFixed(1)}%), ` +
           `${withSnaps.snapshots} snapshots, p99 batch ${(p99(plain.batches) * 1e3).toFixed(0)} -> ${(p99(withSnaps.batches) * 1e3).toFixed(0)} us, ` +
-          `max ${(Math.max(...withSnaps.batches)).toFixed(1)} ms, faults ${st1.faults - st0.faults}, ` +
+          `max ${withSnaps.batches.reduce((a, b) => Math.max(a, b), 0).toFixed(1)} ms, faults ${st1.faults - st0.faults}, ` +
           `mean fault ${st1.meanFaultUs.toFixed(1)} us, compressed on fault ${st1.pagesCompressedOnFault - st0.pagesCompressedOnFault} pages\n`,
       );
       expect(withSnaps.snapshots > 0, 'no snapshot taken');
