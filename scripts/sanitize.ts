@@ -72,7 +72,7 @@ function main(): void {
     ...process.env,
     USNAP_ADDON: addon,
     LD_PRELOAD: [libasan, process.env.LD_PRELOAD].filter(Boolean).join(':'),
-    ASAN_OPTIONS: `detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:abort_on_error=0:halt_on_error=1:log_path=${logs}/asan:log_exe_name=1`,
+    ASAN_OPTIONS: `detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:handle_sigbus=0:abort_on_error=0:halt_on_error=1:log_path=${logs}/asan:log_exe_name=1`,
     UBSAN_OPTIONS: `halt_on_error=1:print_stacktrace=1:log_path=${logs}/ubsan:log_exe_name=1`,
     USNAP_SANITIZED: '1',
   };
