@@ -33,8 +33,9 @@ export interface RegionOptions {
    * Which thread serves a live region's write faults. `'thread'` (default): the library's fault
    * handler thread; the writing thread sleeps meanwhile, and writes by the kernel itself
    * (`fs.readSync` into the buffer, `recv`) trap like any other. `'signal'`: the writing thread
-   * serves its own fault in a SIGBUS handler (UFFD_FEATURE_SIGBUS), with no thread woken, for
-   * a fault 3-6x cheaper on a VM; but a write by the kernel into a protected page then fails
+   * serves its own fault in a SIGBUS handler (UFFD_FEATURE_SIGBUS) and no thread is woken
+   * (on a 2-vCPU VM: half the cost of continuous checkpointing, twice the reset rate; see
+   * docs/benchmark.md); but a write by the kernel into a protected page then fails
    * with EFAULT (call `unprotect()` on the range first, as `kernelWritesTrap` says). For
    * programs that checkpoint continuously and do their I/O through copies. Live mode only.
    */
