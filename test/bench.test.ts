@@ -33,8 +33,8 @@ const EXPECTED: Record<string, string[]> = {
   continuous_stall_p99_1pct: ['fork_bgsave', 'memcpy', 'uffd_wp_raw'],
   capture_amplification: [],
   capture_faults: [],
-  reset_small_dirty: ['fork_reset', 'memcpy', 'wp_ioctl_raw'],
-  reset_small_dirty_1g: ['fork_reset', 'memcpy', 'wp_ioctl_raw'],
+  reset_small_dirty: ['fork_reset', 'memcpy', 'wp_ioctl_raw', 'uffd_reset_raw'],
+  reset_small_dirty_1g: ['fork_reset', 'memcpy', 'wp_ioctl_raw', 'uffd_reset_raw'],
 };
 
 function finiteNumbers(x: unknown, where: string): void {

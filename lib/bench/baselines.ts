@@ -162,6 +162,7 @@ interface BenchAddon {
   uffdioZeroPageRaw(size: number): UffdioCopyResult;
   forkReset(size: number, dirtyFraction: number, iterations: number): ForkResetResult;
   fillRealistic(data: Uint8Array, seed: number): void;
+  uffdResetRaw(size: number, pagesPerReset: number, iterations: number): { ns: number; itersPerSec: number };
   continuous(size: number, hotFraction: number, phaseMs: number, periodMs: number, kind: number, dir: string, blockMs: number): ContinuousResult;
   pageSize: number;
   chunkSize: number;
@@ -279,6 +280,16 @@ export function forkReset(sizeBytes: number, dirtyFraction: number, iterations: 
   if (!Number.isInteger(iterations) || iterations < 1 || iterations > 1e7)
     throw new RangeError(`iterations must be an integer in [1, 1e7] (got ${iterations})`);
   return bench().forkReset(sizeBytes, dirtyFraction, iterations);
+}
+
+/**
+ * The primitives under a live-mode reset, in C: `pagesPerReset` random pages written, each
+ * first write to a 64 KiB chunk copying it aside and unprotecting it in a SIGBUS handler, then
+ * the chunks copied back and re-protected. Throws if the region did not come back.
+ */
+export function uffdResetRaw(sizeBytes: number, pagesPerReset: number, iterations: number): { ns: number; itersPerSec: number } {
+  checkSize(sizeBytes);
+  return bench().uffdResetRaw(sizeBytes, pagesPerReset, iterations);
 }
 
 /**

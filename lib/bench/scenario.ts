@@ -926,6 +926,8 @@ function resetSmallBaselines(task: ScenarioTask): SampleRow[] {
       const r = base.wpIoctlRaw(task.size, (100 * RESET_PAGES) / (task.size / CHUNK));
       b.add(m, 'wp_ioctl_raw', 1e9 / r.partialNs);
     },
+    // And with the write faults: each saves its chunk and unprotects it on the writing thread.
+    uffdReset: () => b.add(m, 'uffd_reset_raw', base.uffdResetRaw(task.size, RESET_PAGES, 2000).itersPerSec),
   });
   return rows(task.size, b.m);
 }

@@ -86,7 +86,8 @@ export type BaselineName =
   | 'recording'
   | 'raw_put'
   | 'fork_bgsave'
-  | 'uffd_wp_raw';
+  | 'uffd_wp_raw'
+  | 'uffd_reset_raw';
 
 /**
  * Which way is better, per metric. Times, memory and stored size: lower is better, and a

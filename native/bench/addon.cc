@@ -182,6 +182,20 @@ Napi::Value ForkReset(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value UffdResetRaw(const Napi::CallbackInfo& info) {
+  return Guard(info, [&](Napi::Env env) -> Napi::Value {
+    const double pages = NumArg(info, 1, "pagesPerReset"), iterations = NumArg(info, 2, "iterations");
+    if (!(pages >= 1 && pages <= 64) || !(iterations >= 1 && iterations <= 1e7))
+      throw std::invalid_argument("pagesPerReset must be in [1, 64] and iterations in [1, 1e7]");
+    auto r = bench::UffdResetRaw(SizeArg(info, 0), static_cast<uint32_t>(pages), static_cast<uint32_t>(iterations));
+    if (!r.intact) throw std::runtime_error("uffd_reset_raw: the region was not reset");
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("ns", N(env, static_cast<double>(r.ns)));
+    o.Set("itersPerSec", N(env, r.itersPerSec));
+    return o;
+  });
+}
+
 Napi::Value Continuous(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
     const double phaseMs = NumArg(info, 2, "phaseMs"), periodMs = NumArg(info, 3, "periodMs");
@@ -231,6 +245,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("uffdioZeroPageRaw", Napi::Function::New(env, UffdioZeroPageRaw));
   exports.Set("forkReset", Napi::Function::New(env, ForkReset));
   exports.Set("continuous", Napi::Function::New(env, Continuous));
+  exports.Set("uffdResetRaw", Napi::Function::New(env, UffdResetRaw));
   exports.Set("fillRealistic", Napi::Function::New(env, FillRealistic));
   exports.Set("pageSize", Napi::Number::New(env, bench::kPageSize));
   exports.Set("chunkSize", Napi::Number::New(env, bench::kChunkSize));

@@ -260,6 +260,82 @@ ForkResetResult ForkReset(size_t size, double dirtyFraction, uint32_t iterations
   return r;
 }
 
+// ---- a live-mode reset with nothing but the primitives ----
+
+namespace {
+
+// Each write fault copies its 64 KiB chunk aside and unprotects it, on the faulting thread
+// (SIGBUS); a reset copies the chunks back and re-protects them.
+constexpr size_t kResetSlots = 64;
+int gResetUffd = -1;
+uint8_t* gResetUndo = nullptr;
+uintptr_t gResetChunks[kResetSlots];
+std::atomic<size_t> gResetUsed{0};
+void SaveAndUnprotectOnSigbus(int, siginfo_t* info, void*) {
+  const int saved = errno;
+  const uintptr_t chunk = reinterpret_cast<uintptr_t>(info->si_addr) & ~uintptr_t{kChunkSize - 1};
+  const size_t slot = gResetUsed.fetch_add(1);
+  if (slot >= kResetSlots) abort();
+  memcpy(gResetUndo + slot * kChunkSize, reinterpret_cast<void*>(chunk), kChunkSize);
+  gResetChunks[slot] = chunk;
+  uffdio_writeprotect wp{};
+  wp.range = {chunk, kChunkSize};
+  if (ioctl(gResetUffd, UFFDIO_WRITEPROTECT, &wp) != 0) abort();
+  errno = saved;
+}
+
+}  // namespace
+
+UffdResetResult UffdResetRaw(size_t size, uint32_t pagesPerReset, uint32_t iterations) {
+  CheckSize(size);
+  if (iterations == 0 || pagesPerReset == 0 || pagesPerReset > kResetSlots) throw std::invalid_argument("iterations and pagesPerReset (up to 64) must be positive");
+  Region region(size);
+  Scratch undo(kResetSlots * kChunkSize);
+  Fd uffd(OpenUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_SIGBUS));
+  UffdRegister(uffd.get(), region.data(), size, UFFDIO_REGISTER_MODE_WP);
+  UffdWriteProtect(uffd.get(), region.data(), size, true);
+  gResetUffd = uffd.get();
+  gResetUndo = undo.data();
+  gResetUsed = 0;
+  struct sigaction sa {}, previous {};
+  sa.sa_sigaction = SaveAndUnprotectOnSigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGBUS, &sa, &previous);
+  const size_t pages = size / kPageSize;
+  uint64_t x = 0x2545F4914F6CDD1Dull;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  auto sum = [&] {
+    uint64_t total = 0;
+    for (size_t p = 0; p < pages; p++) total += *reinterpret_cast<const uint64_t*>(region.data() + p * kPageSize + 64);
+    return total;
+  };
+  const uint64_t before = sum();
+  const uint64_t t0 = NowNs();
+  for (uint32_t it = 0; it < iterations; it++) {
+    for (uint32_t k = 0; k < pagesPerReset; k++) {
+      volatile uint64_t* w = reinterpret_cast<volatile uint64_t*>(region.data() + (next() % pages) * kPageSize + 64);
+      *w = *w + it + 1;
+    }
+    // Newest first: a chunk saved twice gets its oldest copy back last.
+    for (size_t slot = gResetUsed.load(); slot-- > 0;) {
+      memcpy(reinterpret_cast<void*>(gResetChunks[slot]), undo.data() + slot * kChunkSize, kChunkSize);
+      UffdWriteProtect(uffd.get(), reinterpret_cast<uint8_t*>(gResetChunks[slot]), kChunkSize, true);
+    }
+    gResetUsed = 0;
+  }
+  UffdResetResult r{};
+  r.ns = NowNs() - t0;
+  sigaction(SIGBUS, &previous, nullptr);
+  r.itersPerSec = static_cast<double>(iterations) * 1e9 / static_cast<double>(r.ns);
+  r.intact = sum() == before;
+  return r;
+}
+
 // ---- mprotect + SIGSEGV ----
 
 namespace {

@@ -100,6 +100,16 @@ struct ForkResetResult {
 };
 ForkResetResult ForkReset(size_t size, double dirtyFraction, uint32_t iterations);
 
+// The primitives under a live-mode reset and nothing else: `pagesPerReset` random pages
+// written, each first write to a 64 KiB chunk copying it aside and unprotecting it in a SIGBUS
+// handler; the reset copies the chunks back and re-protects each.
+struct UffdResetResult {
+  uint64_t ns;
+  double itersPerSec;
+  bool intact;  // every written word was back afterwards
+};
+UffdResetResult UffdResetRaw(size_t size, uint32_t pagesPerReset, uint32_t iterations);
+
 // A program that keeps running while it is checkpointed: random 8-byte updates in a hot set of
 // `hotFraction` of the 64 KiB chunks (chosen anew every period), `phaseMs` in all without
 // checkpoints and `phaseMs` with one checkpoint at the start of every period, in alternating
