@@ -20,8 +20,6 @@ export class Persister {
   private workerDone: Int32Array | undefined;
   private mainWriter: StoreWriter | undefined;
   private pumping = false;
-  /** Something was handed to the writer since open: finishing must wait for it. */
-  private used = false;
   /** Deletes and gcs handed to the writer, by job number. */
   private readonly jobs = new Map<number, { resolve: (r: GcResult | null) => void; reject: (e: SnapshotError) => void }>();
   private nextJob = 1;
@@ -57,7 +55,6 @@ export class Persister {
       this.st.inflight.set(meta.id, { meta, regionName, chunks, resolve, reject });
     });
     p.catch(() => {});  // failures surface where `persisted` is awaited, not as unhandled rejections
-    this.used = true;
     this.pumpWriter();
     return p;
   }
@@ -69,7 +66,6 @@ export class Persister {
   run(job: StoreJob): Promise<GcResult | null> {
     if (this.fatal) return Promise.reject(this.fatal);
     if (this.closed) return Promise.reject(new SnapshotError('CLOSED', `store ${this.st.path} is closed`));
-    this.used = true;
     if (this.st.memory) return this.settle(runJob(this.st.db, this.st.path, true, job));
     if (!this.worker) this.startWorker();
     const n = this.nextJob++;
@@ -230,13 +226,9 @@ export class Persister {
       return;
     }
     if (!this.worker) return;
-    if (!this.used) {
-      // Never given anything to write (a store opened to read or gc): nothing to wait for.
-      this.port!.close();
-      void this.worker.terminate();
-      this.worker = undefined;
-      return;
-    }
+    // Even when it was given nothing to write (a store opened to read or gc), the writer may be
+    // opening its connection: it must close it before ours closes, or the WAL stays behind
+    // (the last connection to close removes it) and a lock may be held past close().
     this.port!.postMessage('finish');
     while (Atomics.wait(this.workerDone!, 0, 0, 60_000) === 'timed-out') {
       process.emitWarning(`uffd-snapshot: still waiting for the store writer of ${this.st.path}`);

@@ -37,7 +37,7 @@ export type WriterRequest = 'finish' | ({ type: 'job'; job: number } & StoreJob)
 async function main(): Promise<void> {
   const { path, sink, port, done, batchBytes, checkpointBytes, maxPageCount, durability } = workerData as WriterData;
   const addon = native();
-  addon.thread_set_background();
+  let background = false;
   let finishing = false;
   const jobs: ({ type: 'job'; job: number } & StoreJob)[] = [];
   port.on('message', (m: WriterRequest) => {
@@ -69,6 +69,10 @@ async function main(): Promise<void> {
       }
       const batch = addon.sink_drain(sink, batchBytes, finishing ? 20 : 50, 10, scratch);
       if (!batchIsEmpty(batch)) {
+        // From the first batch on, only on CPU the program does not want (as the savers); opening
+        // and closing stay prompt, so closing a store nobody wrote to does not wait on spare CPU.
+        if (!background) addon.thread_set_background();
+        background = true;
         const r = writer.apply(batch);
         port.postMessage({ type: 'result', ...r } satisfies WriterMessage);
         sinceCheckpoint += r.bytes + 4096;
