@@ -3,6 +3,7 @@
 import type Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import { SnapshotError } from '../core/errors';
+import { STORE_PAGE_SIZE } from './schema';
 
 const openWriters = new Set<string>();
 
@@ -92,6 +93,19 @@ export function checkStoreFile(file: string, opts: { readonly: boolean; create: 
     if (opts.create && !opts.readonly) return false;  // a new empty file becomes a store
     throw notAStore(file, 'an empty file');
   }
+  if (interruptedCreation(file, st.size)) {
+    if (opts.create && !opts.readonly) {
+      // Nothing was stored (no byte of it is set): creating the store again, as its creator
+      // would have, loses nothing.
+      try {
+        fs.truncateSync(file, 0);
+      } catch (err) {
+        throw ioError(file, err, 'truncate');
+      }
+      return false;
+    }
+    throw notAStore(file, 'a store whose creation was cut short (its first page never reached the disk, nothing was stored)');
+  }
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
@@ -115,6 +129,26 @@ export function checkStoreFile(file: string, opts: { readonly: boolean; create: 
   return false;
 }
 
+
+/**
+ * A power loss while SQLite first wrote page 1 of a new store, before its first fsync, can leave
+ * that page torn without its first sector: a file of at most one page, every byte zero, and no
+ * WAL yet (the WAL only appears after that fsync). Such a file holds no information.
+ */
+function interruptedCreation(file: string, size: number): boolean {
+  if (size > STORE_PAGE_SIZE) return false;
+  try {
+    if (fs.statSync(`${file}-wal`).size > 0) return false;
+  } catch {
+    // no WAL
+  }
+  try {
+    const bytes = fs.readFileSync(file);
+    return bytes.length === size && bytes.every((b) => b === 0);
+  } catch {
+    return false;
+  }
+}
 
 /** True when the file starts with the SQLite header (a damaged database rather than a foreign file). */
 function hasSqliteHeader(file: string): boolean {

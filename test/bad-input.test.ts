@@ -104,6 +104,28 @@ describe('crashes and hangs', () => {
     expect(fs.existsSync('/dev/null-journal') || fs.existsSync('/dev/null-wal')).toBe(false);
   });
 
+  it('a store whose creation a power loss cut short (one all-zero page, no WAL) is created again; a non-zero foreign file is left alone', () => {
+    const dir = tmpDir();
+    const torn = path.join(dir, 'torn.usnap');
+    fs.writeFileSync(torn, Buffer.alloc(65536));  // page 1 written, its first sector lost
+    expect(() => Store.open(torn, { readonly: true })).toThrow(expect.objectContaining({ code: 'NOT_A_STORE', message: expect.stringContaining('creation was cut short') }));
+    expect(() => Store.open(torn, { create: false })).toThrow(expect.objectContaining({ code: 'NOT_A_STORE' }));
+    const store = Store.open(torn);
+    expect(store.list()).toEqual([]);
+    store.close();
+    expect(Store.open(torn, { readonly: true }).list()).toEqual([]);
+    const foreign = path.join(dir, 'foreign.bin');
+    const bytes = Buffer.alloc(65536);
+    bytes[40000] = 1;
+    fs.writeFileSync(foreign, bytes);
+    expect(() => Store.open(foreign)).toThrow(expect.objectContaining({ code: 'NOT_A_STORE' }));
+    expect(fs.readFileSync(foreign).equals(bytes)).toBe(true);
+    const bigger = path.join(dir, 'zeros.bin');
+    fs.writeFileSync(bigger, Buffer.alloc(65536 + 512));
+    expect(() => Store.open(bigger)).toThrow(expect.objectContaining({ code: 'NOT_A_STORE' }));
+    expect(fs.statSync(bigger).size).toBe(65536 + 512);
+  });
+
   it('usnap verify / diff / restore on a FIFO exit 1 with NOT_A_STORE', () => {
     const fifo = mkfifo('cli-fifo');
     for (const args of [['verify', fifo], ['diff', fifo, '1', '2'], ['restore', fifo, '1', '-o', path.join(dir, 'img')]]) {
