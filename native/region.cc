@@ -281,6 +281,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
     headSnap_ = snapId;
     NewHeadLocked(false);
     r.pauseNs = NowNs() - t0;
+    lastSnapshotNs_ = t0 + r.pauseNs;
     stats_.snapshots++;
     stats_.lastPauseNs = r.pauseNs;
     stats_.maxPauseNs = std::max(stats_.maxPauseNs, r.pauseNs);
@@ -368,6 +369,7 @@ void Region::OnWriteFault(uintptr_t addr) {
     // touches no member's memory meanwhile) and releases on every path, close included.
     holdCv_.wait(lock, [&] { return !held_; });
     stats_.wpFaults++;
+    lastWriteFaultNs_ = t0;
     if (moved_ || addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) {
       ReleaseStrayFaultLocked(addr, true);
       return;
@@ -558,8 +560,11 @@ void Region::WakeSaver() {
 
 bool Region::WaitForSaveWork(const std::atomic<bool>& stop) {
   std::unique_lock<std::mutex> lock(mu_);
-  saverCv_.wait(lock, [&] { return stop.load() || HasSaveWorkLocked(); });
-  return HasSaveWorkLocked();
+  for (;;) {
+    saverCv_.wait(lock, [&] { return stop.load() || HasSaveWorkLocked(); });
+    if (stop.load() || !HasSaveWorkLocked() || !InFaultBurstLocked(NowNs())) return HasSaveWorkLocked();
+    saverCv_.wait_for(lock, std::chrono::milliseconds(1));
+  }
 }
 
 bool Region::SaveStep() {
