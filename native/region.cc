@@ -562,7 +562,7 @@ bool Region::WaitForSaveWork(const std::atomic<bool>& stop) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     saverCv_.wait(lock, [&] { return stop.load() || HasSaveWorkLocked(); });
-    if (stop.load() || !HasSaveWorkLocked() || !InFaultBurstLocked(NowNs())) return HasSaveWorkLocked();
+    if (stop.load() || !InFaultBurstLocked(NowNs())) return HasSaveWorkLocked();
     saverCv_.wait_for(lock, std::chrono::milliseconds(1));
   }
 }

@@ -295,9 +295,10 @@ export function uffdResetRaw(sizeBytes: number, pagesPerReset: number, iteration
 /**
  * A C program that keeps running while it is checkpointed: random 8-byte updates in a hot set of
  * `hotFraction` of the 64 KiB chunks (chosen anew each period), `phaseMs` without checkpoints
- * and `phaseMs` with one per period, in alternating blocks of `blockMs`. `fork_bgsave`: fork, the child LZ4-compresses the region
- * and writes it to a file in `dir` (at most 8 children in flight); `memcpy`: copy the region;
- * `uffd_wp_raw`: re-protect the chunks written, unprotect on a write fault (SIGBUS), nothing copied.
+ * and `phaseMs` with one per period, in alternating blocks of `blockMs`. `fork_bgsave`: fork,
+ * the child LZ4-compresses the region and writes it to a file in `dir` (at most 8 children in
+ * flight); `memcpy`: copy the region; `uffd_wp_raw`: re-protect the chunks written, unprotect
+ * on a write fault (SIGBUS), nothing copied.
  */
 export function continuous(sizeBytes: number, hotFraction: number, phaseMs: number, periodMs: number, blockMs: number, kind: CheckpointKind, dir: string): ContinuousResult {
   checkSize(sizeBytes);

@@ -260,47 +260,68 @@ ForkResetResult ForkReset(size_t size, double dirtyFraction, uint32_t iterations
   return r;
 }
 
-// ---- a live-mode reset with nothing but the primitives ----
+// ---- write faults served with nothing but the primitives ----
 
 namespace {
 
-// Each write fault copies its 64 KiB chunk aside and unprotects it, on the faulting thread
-// (SIGBUS); a reset copies the chunks back and re-protects them.
-constexpr size_t kResetSlots = 64;
-int gResetUffd = -1;
-uint8_t* gResetUndo = nullptr;
-uintptr_t gResetChunks[kResetSlots];
-std::atomic<size_t> gResetUsed{0};
-void SaveAndUnprotectOnSigbus(int, siginfo_t* info, void*) {
-  const int saved = errno;
-  const uintptr_t chunk = reinterpret_cast<uintptr_t>(info->si_addr) & ~uintptr_t{kChunkSize - 1};
-  const size_t slot = gResetUsed.fetch_add(1);
-  if (slot >= kResetSlots) abort();
-  memcpy(gResetUndo + slot * kChunkSize, reinterpret_cast<void*>(chunk), kChunkSize);
-  gResetChunks[slot] = chunk;
-  uffdio_writeprotect wp{};
-  wp.range = {chunk, kChunkSize};
-  if (ioctl(gResetUffd, UFFDIO_WRITEPROTECT, &wp) != 0) abort();
-  errno = saved;
-}
+// While alive, a SIGBUS from a write to a page protected through `uffd` (opened with
+// UFFD_FEATURE_SIGBUS) unprotects the page's 64 KiB chunk on the faulting thread; with `undo`
+// (kUndoSlots chunks), it first copies the chunk there and records it.
+class SigbusUnprotect {
+ public:
+  static constexpr size_t kUndoSlots = 64;
+  SigbusUnprotect(int uffd, uint8_t* undo) {
+    uffd_ = uffd;
+    undo_ = undo;
+    used_ = 0;
+    struct sigaction sa {};
+    sa.sa_sigaction = OnSigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &sa, &previous_);
+  }
+  ~SigbusUnprotect() { sigaction(SIGBUS, &previous_, nullptr); }
+  // The chunks saved since the last call, newest first: a chunk saved twice gets its oldest
+  // copy back last. fn(chunk address, its saved copy).
+  template <typename Fn>
+  void TakeSaved(Fn fn) {
+    for (size_t slot = used_.load(); slot-- > 0;) fn(reinterpret_cast<uint8_t*>(chunks_[slot]), undo_ + slot * kChunkSize);
+    used_ = 0;
+  }
+
+ private:
+  static void OnSigbus(int, siginfo_t* info, void*) {
+    const int saved = errno;
+    const uintptr_t chunk = reinterpret_cast<uintptr_t>(info->si_addr) & ~uintptr_t{kChunkSize - 1};
+    if (undo_) {
+      const size_t slot = used_.fetch_add(1);
+      if (slot >= kUndoSlots) abort();
+      memcpy(undo_ + slot * kChunkSize, reinterpret_cast<void*>(chunk), kChunkSize);
+      chunks_[slot] = chunk;
+    }
+    uffdio_writeprotect wp{};
+    wp.range = {chunk, kChunkSize};
+    if (ioctl(uffd_, UFFDIO_WRITEPROTECT, &wp) != 0) abort();
+    errno = saved;
+  }
+  static inline int uffd_ = -1;
+  static inline uint8_t* undo_ = nullptr;
+  static inline uintptr_t chunks_[kUndoSlots];
+  static inline std::atomic<size_t> used_{0};
+  struct sigaction previous_ {};
+};
+
+int OpenSigbusUffd() { return OpenUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_SIGBUS); }
 
 }  // namespace
 
 UffdResetResult UffdResetRaw(size_t size, uint32_t pagesPerReset, uint32_t iterations) {
   CheckSize(size);
-  if (iterations == 0 || pagesPerReset == 0 || pagesPerReset > kResetSlots) throw std::invalid_argument("iterations and pagesPerReset (up to 64) must be positive");
+  if (iterations == 0 || pagesPerReset == 0 || pagesPerReset > SigbusUnprotect::kUndoSlots) throw std::invalid_argument("iterations and pagesPerReset (up to 64) must be positive");
   Region region(size);
-  Scratch undo(kResetSlots * kChunkSize);
-  Fd uffd(OpenUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_SIGBUS));
+  Scratch undo(SigbusUnprotect::kUndoSlots * kChunkSize);
+  Fd uffd(OpenSigbusUffd());
   UffdRegister(uffd.get(), region.data(), size, UFFDIO_REGISTER_MODE_WP);
   UffdWriteProtect(uffd.get(), region.data(), size, true);
-  gResetUffd = uffd.get();
-  gResetUndo = undo.data();
-  gResetUsed = 0;
-  struct sigaction sa {}, previous {};
-  sa.sa_sigaction = SaveAndUnprotectOnSigbus;
-  sa.sa_flags = SA_SIGINFO;
-  sigaction(SIGBUS, &sa, &previous);
   const size_t pages = size / kPageSize;
   uint64_t x = 0x2545F4914F6CDD1Dull;
   auto next = [&x] {
@@ -315,22 +336,20 @@ UffdResetResult UffdResetRaw(size_t size, uint32_t pagesPerReset, uint32_t itera
     return total;
   };
   const uint64_t before = sum();
+  SigbusUnprotect faults(uffd.get(), undo.data());
   const uint64_t t0 = NowNs();
   for (uint32_t it = 0; it < iterations; it++) {
     for (uint32_t k = 0; k < pagesPerReset; k++) {
       volatile uint64_t* w = reinterpret_cast<volatile uint64_t*>(region.data() + (next() % pages) * kPageSize + 64);
       *w = *w + it + 1;
     }
-    // Newest first: a chunk saved twice gets its oldest copy back last.
-    for (size_t slot = gResetUsed.load(); slot-- > 0;) {
-      memcpy(reinterpret_cast<void*>(gResetChunks[slot]), undo.data() + slot * kChunkSize, kChunkSize);
-      UffdWriteProtect(uffd.get(), reinterpret_cast<uint8_t*>(gResetChunks[slot]), kChunkSize, true);
-    }
-    gResetUsed = 0;
+    faults.TakeSaved([&](uint8_t* chunk, const uint8_t* copy) {
+      memcpy(chunk, copy, kChunkSize);
+      UffdWriteProtect(uffd.get(), chunk, kChunkSize, true);
+    });
   }
   UffdResetResult r{};
   r.ns = NowNs() - t0;
-  sigaction(SIGBUS, &previous, nullptr);
   r.itersPerSec = static_cast<double>(iterations) * 1e9 / static_cast<double>(r.ns);
   r.intact = sum() == before;
   return r;
@@ -682,22 +701,6 @@ double P99(std::vector<uint64_t> v) {
 
 }  // namespace
 
-namespace {
-
-// The primitive floor of write-protect checkpointing: a write fault served on the faulting
-// thread (UFFD_FEATURE_SIGBUS) by unprotecting its 64 KiB chunk, nothing copied or saved.
-std::atomic<int> sigbusUffd{-1};
-void UnprotectOnSigbus(int, siginfo_t* info, void*) {
-  const int saved = errno;
-  const uintptr_t chunk = reinterpret_cast<uintptr_t>(info->si_addr) & ~uintptr_t{kChunkSize - 1};
-  uffdio_writeprotect wp{};
-  wp.range = {chunk, kChunkSize};
-  if (ioctl(sigbusUffd.load(std::memory_order_relaxed), UFFDIO_WRITEPROTECT, &wp) != 0) abort();
-  errno = saved;
-}
-
-}  // namespace
-
 ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, uint32_t periodMs, uint32_t blockMs,
                             CheckpointKind kind, const char* dir) {
   CheckSize(size);
@@ -706,18 +709,14 @@ ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, u
   Region region(size);
   std::unique_ptr<Scratch> copy;
   if (kind == CheckpointKind::kMemcpy) copy = std::make_unique<Scratch>(size);
+  // kUffdWp: the floor of write-protect checkpointing, nothing copied or saved.
   std::unique_ptr<Fd> uffd;
-  struct sigaction previousSigbus {};
+  std::unique_ptr<SigbusUnprotect> faults;
   if (kind == CheckpointKind::kUffdWp) {
-    uffd = std::make_unique<Fd>(OpenUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_SIGBUS));
+    uffd = std::make_unique<Fd>(OpenSigbusUffd());
     UffdRegister(uffd->get(), region.data(), size, UFFDIO_REGISTER_MODE_WP);
-    sigbusUffd = uffd->get();
-    struct sigaction sa {};
-    sa.sa_sigaction = UnprotectOnSigbus;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGBUS, &sa, &previousSigbus);
+    faults = std::make_unique<SigbusUnprotect>(uffd->get(), nullptr);
   }
-  std::vector<uint32_t> written;  // kUffdWp: the hot chunks of the period that just ended
   const size_t chunks = size / kChunkSize;
   const size_t hotCount = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(chunks) * hotFraction + 0.5));
   constexpr size_t kWordsPerChunk = kChunkSize / 8;
@@ -754,7 +753,8 @@ ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, u
           if (kind == CheckpointKind::kMemcpy) {
             memcpy(copy->data(), region.data(), size);
           } else if (kind == CheckpointKind::kUffdWp) {
-            for (uint32_t c : written) UffdWriteProtect(uffd->get(), region.data() + size_t{c} * kChunkSize, kChunkSize, true);
+            // `hot` is still the period's that just ended: the chunks it wrote.
+            for (uint32_t c : hot) UffdWriteProtect(uffd->get(), region.data() + size_t{c} * kChunkSize, kChunkSize, true);
           } else {
             while (children.size() >= 8) reap(true);
             const std::string path = std::string(dir) + "/bgsave-" + std::to_string(getpid()) + "-" + std::to_string(saves);
@@ -766,7 +766,6 @@ ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, u
           saves++;
         }
         for (auto& h : hot) h = static_cast<uint32_t>(rng.Next() % chunks);
-        written = hot;
         nextPeriod += uint64_t{periodMs} * 1'000'000;
       }
       for (int i = 0; i < kBatch; i++) {
@@ -802,10 +801,6 @@ ContinuousResult Continuous(size_t size, double hotFraction, uint32_t phaseMs, u
       }
     children.clear();
     if (uffd) UffdWriteProtect(uffd->get(), region.data(), size, false);
-  }
-  if (uffd) {
-    sigaction(SIGBUS, &previousSigbus, nullptr);
-    sigbusUffd = -1;
   }
   r.updatesPerSecPlain = plainUpdates * 1e9 / plainNs;
   r.updatesPerSec = withUpdates * 1e9 / withNs;
