@@ -11,6 +11,7 @@
       "target_name": "uffd_snapshot",
       "sources": [
         "native/addon.cc",
+        "native/background.cc",
         "native/codec.cc",
         "native/fault_handler.cc",
         "native/page_source.cc",

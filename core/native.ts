@@ -90,8 +90,14 @@ declare const regionHandleBrand: unique symbol;
 export type RegionHandle = { readonly [regionHandleBrand]: true };
 
 export interface Addon {
-  /** The calling thread runs on spare CPU only (SCHED_IDLE), as the savers do: the store writer. */
+  /**
+   * The calling thread runs on spare CPU only (SCHED_IDLE), as the savers do, and a snapshot
+   * parks it by a signal while it write-protects and while the program's fault burst lasts:
+   * the store writer (native/background.h).
+   */
   thread_set_background(): void;
+  /** Parks begun, park signals sent, and signalled threads that stopped within the wait (process-wide). */
+  background_park_stats(): { parks: number; signalsSent: number; signalsAcked: number };
   probe(): NativeProbe;
   region_open(opts: {
     size?: number;

@@ -583,7 +583,11 @@ Napi::Value SinkDrain(const Napi::CallbackInfo& info) {
     size_t maxBytes = info[1].As<Napi::Number>().Uint32Value();
     int waitMs = info[2].As<Napi::Number>().Int32Value();
     int lingerMs = info.Length() > 3 ? info[3].As<Napi::Number>().Int32Value() : 0;
-    Sink::Batch b = sink->Drain(maxBytes, waitMs, lingerMs);
+    Sink::Batch b;
+    {
+      BackgroundIdle idle;
+      b = sink->Drain(maxBytes, waitMs, lingerMs);
+    }
     Napi::Object o = Napi::Object::New(env);
     Napi::Array begins = Napi::Array::New(env, b.begins.size());
     for (size_t i = 0; i < b.begins.size(); i++) {
@@ -657,7 +661,12 @@ Napi::Value SinkRelease(const Napi::CallbackInfo& info) {
 
 Napi::Value SinkStatsFn(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
-    Sink::Stats s = FindSink(env, info[0])->GetStats();
+    std::shared_ptr<Sink> sink = FindSink(env, info[0]);
+    Sink::Stats s;
+    {
+      BackgroundIdle idle;
+      s = sink->GetStats();
+    }
     Napi::Object o = Napi::Object::New(env);
     o.Set("heldBytes", Napi::Number::New(env, static_cast<double>(s.heldBytes)));
     o.Set("inflight", s.inflight);
@@ -719,8 +728,17 @@ Napi::Value CodecHash(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ThreadSetBackground(const Napi::CallbackInfo& info) {
-  SetBackgroundPriority();
+  EnterBackground(true);
   return info.Env().Undefined();
+}
+
+Napi::Value BackgroundParkStatsFn(const Napi::CallbackInfo& info) {
+  BackgroundParkStats s = GetBackgroundParkStats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("parks", Napi::Number::New(info.Env(), static_cast<double>(s.parks)));
+  o.Set("signalsSent", Napi::Number::New(info.Env(), static_cast<double>(s.signalsSent)));
+  o.Set("signalsAcked", Napi::Number::New(info.Env(), static_cast<double>(s.signalsAcked)));
+  return o;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -736,6 +754,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     envData->regions.clear();
   });
   exports.Set("thread_set_background", Napi::Function::New(env, ThreadSetBackground, "thread_set_background"));
+  exports.Set("background_park_stats", Napi::Function::New(env, BackgroundParkStatsFn, "background_park_stats"));
   exports.Set("probe", Napi::Function::New(env, ProbeUffd, "probe"));
   exports.Set("region_open", Napi::Function::New(env, RegionOpen, "region_open"));
   exports.Set("region_buffer", Napi::Function::New(env, RegionBuffer, "region_buffer"));

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "background.h"
 #include "fault_handler.h"
 #include "pagemap.h"
 #include "saver.h"
@@ -202,6 +203,7 @@ std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
   if (!swap) {
     // After protecting, a page can be populated only through our handler, which captures
     // it first: the saver can scan for populated pages at leisure.
+    BackgroundPark park(kBurstQuietNs, kBurstMaxNs);
     ProtectRangeLocked(0, nPages_);
     chunks.resize(nChunks_);
     for (uint32_t c = 0; c < nChunks_; c++) chunks[c] = c;
@@ -213,7 +215,10 @@ std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
   // a page populated in between is present afterwards.
   Bitmap populated(nChunks_);
   bool ok = !tracking_ && ScanPopulated(base_, size_, kPageIsPresent | kPageIsSwapped, &populated);
-  ProtectRangeLocked(0, nPages_);
+  {
+    BackgroundPark park(kBurstQuietNs, kBurstMaxNs);
+    ProtectRangeLocked(0, nPages_);
+  }
   ok = ok && ScanPopulated(base_, size_, kPageIsPresent, &populated);
   if (!ok) populated.SetAll();
   populated.ForEachRun([&](size_t b, size_t e) {
@@ -266,7 +271,10 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
       baselineBroken_ = false;
       r.full = true;
     } else {
-      ProtectPagesLocked(written_);
+      {
+        BackgroundPark park(kBurstQuietNs, kBurstMaxNs);
+        ProtectPagesLocked(written_);
+      }
       r.chunks = WrittenChunksLocked();
       DropUnchangedLocked(&r.chunks);
     }
@@ -281,7 +289,6 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
     headSnap_ = snapId;
     NewHeadLocked(false);
     r.pauseNs = NowNs() - t0;
-    lastSnapshotNs_ = t0 + r.pauseNs;
     stats_.snapshots++;
     stats_.lastPauseNs = r.pauseNs;
     stats_.maxPauseNs = std::max(stats_.maxPauseNs, r.pauseNs);
@@ -369,7 +376,7 @@ void Region::OnWriteFault(uintptr_t addr) {
     // touches no member's memory meanwhile) and releases on every path, close included.
     holdCv_.wait(lock, [&] { return !held_; });
     stats_.wpFaults++;
-    lastWriteFaultNs_ = t0;
+    ExtendBackgroundPark();
     if (moved_ || addr < reinterpret_cast<uintptr_t>(base_) || addr >= reinterpret_cast<uintptr_t>(base_) + size_) {
       ReleaseStrayFaultLocked(addr, true);
       return;
@@ -560,11 +567,8 @@ void Region::WakeSaver() {
 
 bool Region::WaitForSaveWork(const std::atomic<bool>& stop) {
   std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    saverCv_.wait(lock, [&] { return stop.load() || HasSaveWorkLocked(); });
-    if (stop.load() || !InFaultBurstLocked(NowNs())) return HasSaveWorkLocked();
-    saverCv_.wait_for(lock, std::chrono::milliseconds(1));
-  }
+  saverCv_.wait(lock, [&] { return stop.load() || HasSaveWorkLocked(); });
+  return HasSaveWorkLocked();
 }
 
 bool Region::SaveStep() {

@@ -224,18 +224,11 @@ class Region {
   uint32_t saverThreads_ = 1;
   bool scanning_ = false;
   size_t lastGroupEnd_ = SIZE_MAX;  // where the previous fault's group ended
-  // A program takes most of its write faults in a burst right after a snapshot. A saver running
-  // on another CPU meanwhile puts a TLB-flush IPI into every unprotect (the flush must reach
-  // each CPU running a thread of the process): savers hold off until the burst ends, 1 ms
-  // without a write fault (counted from the snapshot), at most 20 ms after it. Measured on a
-  // loop checkpointed every 100 ms: a fault 25-34 us -> 16-18 us, its loss 0.13-0.17 -> 0.02-0.08.
-  uint64_t lastSnapshotNs_ = 0;     // when the last snapshot's protects ended
-  uint64_t lastWriteFaultNs_ = 0;
-  static constexpr uint64_t kBurstMaxNs = 20'000'000;
-  static constexpr uint64_t kBurstQuietNs = 1'000'000;
-  bool InFaultBurstLocked(uint64_t now) const {
-    return now - lastSnapshotNs_ < kBurstMaxNs && now - std::max(lastSnapshotNs_, lastWriteFaultNs_) < kBurstQuietNs;
-  }
+  // A program takes most of its write faults in a burst right after a snapshot. The background
+  // threads are parked from the snapshot's protects until the burst ends, 1 ms without a write
+  // fault, at most 20 ms after the protects (background.h).
+  static constexpr int64_t kBurstQuietNs = 1'000'000;
+  static constexpr int64_t kBurstMaxNs = 20'000'000;
   size_t lastSpan_ = 0;
   size_t rawQueueBytes_ = 0;
   uint32_t regionKey_ = 0;

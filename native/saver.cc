@@ -15,8 +15,11 @@ Saver::Saver(Region* region, unsigned threads) : region_(region) {
       // loop's time waiting for a CPU fell from ~6% to ~1.5% (SCHED_BATCH, docs/benchmark.md).
       // On a machine whose every CPU is busy, snapshots then persist slowly: back-pressure
       // (awaiting `persisted`) or the capture budget bounds what piles up meanwhile.
-      SetBackgroundPriority();
-      while (region_->WaitForSaveWork(stop_)) region_->SaveStep();
+      EnterBackground(false);
+      while (region_->WaitForSaveWork(stop_)) {
+        WaitWhileBackgroundParked();
+        region_->SaveStep();
+      }
     });
   }
 }
