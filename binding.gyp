@@ -15,6 +15,7 @@
         "native/codec.cc",
         "native/fault_handler.cc",
         "native/page_source.cc",
+        "native/raw_pool.cc",
         "native/region.cc",
         "native/saver.cc",
         "native/signal_faults.cc",

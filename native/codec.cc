@@ -37,14 +37,6 @@ BlobPtr ZeroBlob(size_t len) {
   return b;
 }
 
-BlobPtr CopyRaw(const uint8_t* data, size_t len) {
-  auto blob = std::make_shared<Blob>();
-  blob->codec = Codec::kRaw;
-  blob->rawLen = static_cast<uint32_t>(len);
-  blob->bytes.assign(data, data + len);  // no checksum: it never leaves memory, and is encoded next
-  return blob;
-}
-
 BlobPtr Encode(const uint8_t* data, size_t len) {
   auto blob = std::make_shared<Blob>();
   blob->rawLen = static_cast<uint32_t>(len);

@@ -21,8 +21,6 @@ uint64_t Hash64(const void* data, size_t len);
 
 // An all-zero chunk of `len` bytes (shared).
 BlobPtr ZeroBlob(size_t len);
-// A raw copy, not yet compressed (what the fault handler captures).
-BlobPtr CopyRaw(const uint8_t* data, size_t len);
 // Zero check, LZ4 (kept raw when it does not shrink), checksum.
 BlobPtr Encode(const uint8_t* data, size_t len);
 // Checks the checksum and the lengths without decoding. Throws CorruptError.

@@ -263,6 +263,7 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
     CheckUsableLocked();
     MergeZeroServedLocked();
     bool scanLater = false;
+    rawPool_->NewPeriod();
     if (pauseMode_) {
       SnapshotPausedLocked(snapId, std::move(meta), &r);
     } else if (!tracking_ || baselineBroken_) {
@@ -314,7 +315,7 @@ void Region::SnapshotPausedLocked(uint64_t snapId, std::string meta, SnapshotRes
   sink_->Open(snapId, regionKey_, r->full, std::move(meta), static_cast<uint32_t>(r->chunks.size()));
   if (!saver_) saver_ = std::make_unique<Saver>(this, saverThreads_);
   for (uint32_t c : r->chunks) {
-    BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
+    BlobPtr raw = rawPool_->Copy(ChunkAddr(c), kChunkSize);
     sink_->Stage(snapId, c, raw);
     rawQueue_.push_back({snapId, c, std::move(raw)});
     rawQueueBytes_ += kChunkSize;
@@ -343,7 +344,7 @@ void Region::CaptureLocked(uint32_t c) {
     sink_->Put(snap, c, Encode(ChunkAddr(c), kChunkSize));
     return;
   }
-  BlobPtr raw = CopyRaw(ChunkAddr(c), kChunkSize);
+  BlobPtr raw = rawPool_->Copy(ChunkAddr(c), kChunkSize);
   sink_->Stage(snap, c, raw);
   rawQueue_.push_back({snap, c, std::move(raw)});
   rawQueueBytes_ += kChunkSize;

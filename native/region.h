@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "page_source.h"
 #include "protect_cost.h"
+#include "raw_pool.h"
 #include "sink.h"
 #include "uffd.h"
 
@@ -233,6 +234,7 @@ class Region {
   size_t rawQueueBytes_ = 0;
   uint32_t regionKey_ = 0;
   std::shared_ptr<Sink> sink_;
+  std::shared_ptr<RawPool> rawPool_ = std::make_shared<RawPool>();
   std::unique_ptr<Userfaultfd> uffd_;
   ProtectCost protectCost_;
 
