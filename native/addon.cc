@@ -562,6 +562,7 @@ Napi::Value SinkCommitted(const Napi::CallbackInfo& info) {
     Napi::Float64Array snap = info[1].As<Napi::Float64Array>();
     Napi::Uint32Array chunk = info[2].As<Napi::Uint32Array>();
     if (snap.ElementLength() != chunk.ElementLength()) throw NativeError(env, "INVALID", "snap and chunk differ in length");
+    BackgroundIdle idle;
     sink->Committed(snap.Data(), chunk.Data(), chunk.ElementLength());
     return env.Undefined();
   });

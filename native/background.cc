@@ -33,6 +33,7 @@ std::atomic<int> parkGen{0};          // bumped when a park's end moves earlier 
 std::atomic<int64_t> parkUntilNs{0};  // the park's end: parked threads re-read it
 std::atomic<int64_t> parkCapNs{0};    // the latest end write faults may push it to
 std::atomic<int64_t> parkQuietNs{0};
+int64_t parkStretchStartNs = 0;       // under registryMu
 std::atomic<int> inHandler{0};
 std::atomic<uint64_t> statParks{0}, statSent{0}, statAcked{0};
 
@@ -141,6 +142,18 @@ BackgroundIdle::~BackgroundIdle() {
 
 BackgroundPark::BackgroundPark(int64_t burstQuietNs, int64_t burstMaxNs)
     : lock_(registryMu), burstQuietNs_(burstQuietNs), burstMaxNs_(burstMaxNs) {
+  // Parks that follow each other closely make one stretch, capped at burstMaxNs; after a
+  // stretch, the background runs as long before the next may start: snapshots back to back
+  // under endless write faults would otherwise never let it persist anything.
+  const int64_t now = NowNs(), until = parkUntilNs.load();
+  if (now >= until) {
+    if (now < until + burstMaxNs) return;
+    stretchStartNs_ = now;
+  } else {
+    stretchStartNs_ = parkStretchStartNs;
+  }
+  parkStretchStartNs = stretchStartNs_;
+  active_ = true;
   statParks.fetch_add(1, std::memory_order_relaxed);
   parkCapNs.store(INT64_MAX);
   parkUntilNs.store(INT64_MAX);
@@ -160,10 +173,12 @@ BackgroundPark::BackgroundPark(int64_t burstQuietNs, int64_t burstMaxNs)
 }
 
 BackgroundPark::~BackgroundPark() {
+  if (!active_) return;
   const int64_t now = NowNs();
+  const int64_t cap = std::max(now, stretchStartNs_ + burstMaxNs_);
   parkQuietNs.store(burstQuietNs_);
-  parkCapNs.store(now + burstMaxNs_);
-  parkUntilNs.store(now + burstQuietNs_);
+  parkCapNs.store(cap);
+  parkUntilNs.store(std::min(now + burstQuietNs_, cap));
   parkGen.fetch_add(1);
   FutexWake();
 }

@@ -32,8 +32,10 @@ class BackgroundIdle {
 };
 
 // Parks the background threads from its construction until the program has taken no write fault
-// for burstQuietNs after its destruction, or burstMaxNs have passed since. The constructor waits
-// at most ~0.2 ms for signalled threads to stop. Nothing in the scope may allocate: a parked
+// for burstQuietNs after its destruction, at most burstMaxNs after the park began (or the park it
+// prolongs); after that, the background runs at least burstMaxNs before the next park, so parks
+// take at most half of its time. The constructor waits at most ~0.2 ms for signalled threads to
+// stop. Nothing in the scope may allocate: a parked
 // thread may hold the allocator's lock. A parked thread resumes by itself after 100 ms whatever
 // happens.
 class BackgroundPark {
@@ -48,6 +50,8 @@ class BackgroundPark {
  private:
   std::unique_lock<std::mutex> lock_;
   int64_t burstQuietNs_, burstMaxNs_;
+  int64_t stretchStartNs_ = 0;
+  bool active_ = false;
   int signalled_ = 0;
 };
 
