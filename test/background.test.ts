@@ -47,7 +47,8 @@ it('a snapshot parks a busy background thread through its protects and the write
     while (Atomics.load(shared, 1) === 0) Atomics.add(shared, 0, 1);
   `;
   const shared = new Int32Array(new SharedArrayBuffer(8));
-  const addon = path.join(root, 'build', 'Release', 'uffd_snapshot.node');
+  // The addon the tests use (npm run test:sanitize points USNAP_ADDON at the sanitized build).
+  const addon = process.env.USNAP_ADDON ?? path.join(root, 'build', 'Release', 'uffd_snapshot.node');
   const worker = new Worker(code, { eval: true, workerData: { shared: shared.buffer, addon } });
   const region = Region.alloc(64 << 20, { faults: 'signal' });  // in-memory store: no writer thread
   const u8 = new Uint8Array(region.buffer);
