@@ -167,9 +167,8 @@ BackgroundPark::BackgroundPark(int64_t burstQuietNs, int64_t burstMaxNs)
   if (sent == 0) return;
   const int64_t deadline = NowNs() + kAckWaitNs;
   while (inHandler.load() - before < sent && NowNs() < deadline) CpuRelax();
-  signalled_ = std::max(0, inHandler.load() - before);
   statSent.fetch_add(sent, std::memory_order_relaxed);
-  statAcked.fetch_add(signalled_, std::memory_order_relaxed);
+  statAcked.fetch_add(std::max(0, inHandler.load() - before), std::memory_order_relaxed);
 }
 
 BackgroundPark::~BackgroundPark() {

@@ -35,24 +35,20 @@ class BackgroundIdle {
 // for burstQuietNs after its destruction, at most burstMaxNs after the park began (or the park it
 // prolongs); after that, the background runs at least burstMaxNs before the next park, so parks
 // take at most half of its time. The constructor waits at most ~0.2 ms for signalled threads to
-// stop. Nothing in the scope may allocate: a parked
-// thread may hold the allocator's lock. A parked thread resumes by itself after 100 ms whatever
-// happens.
+// stop. Nothing in the scope may allocate: a parked thread may hold the allocator's lock. A
+// parked thread resumes by itself after 100 ms whatever happens.
 class BackgroundPark {
  public:
   BackgroundPark(int64_t burstQuietNs, int64_t burstMaxNs);
   ~BackgroundPark();
   BackgroundPark(const BackgroundPark&) = delete;
   BackgroundPark& operator=(const BackgroundPark&) = delete;
-  // How many signalled threads stopped within the wait.
-  int signalled() const { return signalled_; }
 
  private:
   std::unique_lock<std::mutex> lock_;
   int64_t burstQuietNs_, burstMaxNs_;
   int64_t stretchStartNs_ = 0;
   bool active_ = false;
-  int signalled_ = 0;
 };
 
 // The program took a write fault: a park in its burst lasts burstQuietNs more (up to its cap).
