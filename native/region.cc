@@ -197,14 +197,17 @@ std::vector<uint32_t> Region::WrittenChunksLocked() const {
 }
 
 std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
+  auto protectAll = [this] {
+    BackgroundPark park(kBurstQuietNs, kBurstMaxNs);  // for the ioctl alone: nothing allocates meanwhile
+    ProtectRangeLocked(0, nPages_);
+  };
   std::vector<uint32_t> chunks;
   struct sysinfo si;
   const bool swap = sysinfo(&si) != 0 || si.totalswap > 0;
   if (!swap) {
     // After protecting, a page can be populated only through our handler, which captures
     // it first: the saver can scan for populated pages at leisure.
-    BackgroundPark park(kBurstQuietNs, kBurstMaxNs);
-    ProtectRangeLocked(0, nPages_);
+    protectAll();
     chunks.resize(nChunks_);
     for (uint32_t c = 0; c < nChunks_; c++) chunks[c] = c;
     *scanLater = true;
@@ -215,10 +218,7 @@ std::vector<uint32_t> Region::ProtectAll(bool* scanLater) {
   // a page populated in between is present afterwards.
   Bitmap populated(nChunks_);
   bool ok = !tracking_ && ScanPopulated(base_, size_, kPageIsPresent | kPageIsSwapped, &populated);
-  {
-    BackgroundPark park(kBurstQuietNs, kBurstMaxNs);
-    ProtectRangeLocked(0, nPages_);
-  }
+  protectAll();
   ok = ok && ScanPopulated(base_, size_, kPageIsPresent, &populated);
   if (!ok) populated.SetAll();
   populated.ForEachRun([&](size_t b, size_t e) {
