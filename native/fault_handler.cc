@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +30,7 @@ int64_t MonotonicNs() {
 FaultHandler::FaultHandler(Region* region, int uffd) : region_(region), uffd_(uffd) {
   stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stopFd_ < 0) throw SysError("eventfd", errno);
+  timerFd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);  // -1: savers woken directly
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "usnap-faults");
     Run();
@@ -42,10 +44,25 @@ FaultHandler::~FaultHandler() {
   }
   if (thread_.joinable()) thread_.join();
   close(stopFd_);
+  if (timerFd_ >= 0) close(timerFd_);
+}
+
+bool FaultHandler::WakeSaversAt(int64_t ns) {
+  if (timerFd_ < 0) return false;
+  // Snapshots in quick succession must not keep moving the wake-up later.
+  const int64_t armed = wakeAt_.load();
+  if (armed != 0 && armed <= ns) return true;
+  wakeAt_.store(ns);
+  itimerspec at = {};
+  at.it_value.tv_sec = ns / 1'000'000'000;
+  at.it_value.tv_nsec = ns % 1'000'000'000;
+  if (timerfd_settime(timerFd_, TFD_TIMER_ABSTIME, &at, nullptr) == 0) return true;
+  wakeAt_.store(0);
+  return false;
 }
 
 void FaultHandler::Run() {
-  pollfd fds[2] = {{uffd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
+  pollfd fds[3] = {{uffd_, POLLIN, 0}, {stopFd_, POLLIN, 0}, {timerFd_, POLLIN, 0}};
   uffd_msg msgs[64];
   // After a fault, keep looking for the next one without sleeping for a while: faults come
   // in bursts after a snapshot, and waking a sleeping handler on the other vCPU costs an IPI
@@ -54,7 +71,7 @@ void FaultHandler::Run() {
   const int64_t spinNs = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? kSpinAfterFaultNs : 0;
   int64_t spinUntil = 0;
   for (;;) {
-    int n = poll(fds, 2, spinUntil ? 0 : -1);
+    int n = poll(fds, 3, spinUntil ? 0 : -1);
     if (n == 0) {
       if (MonotonicNs() >= spinUntil) spinUntil = 0;
       continue;
@@ -65,6 +82,14 @@ void FaultHandler::Run() {
       return;
     }
     if (fds[1].revents) return;
+    if (fds[2].revents) {
+      uint64_t expirations;
+      if (read(timerFd_, &expirations, sizeof(expirations)) > 0) {
+        wakeAt_.store(0);  // before the wake: a snapshot that finds it set has queued its work
+        region_->WakeSaver();
+      }
+      if (!fds[0].revents) continue;
+    }
     if (fds[0].revents & (POLLERR | POLLNVAL)) return;
     region_->BeginEventRead();
     ssize_t got = read(uffd_, msgs, sizeof(msgs));
