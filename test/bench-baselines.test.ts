@@ -111,6 +111,10 @@ describe('bench baselines', () => {
     expect(r.pages).toBe(PAGES);
     expect(r.partialIoctls).toBe(Math.round((SIZE / 65536) * 0.01) || 1);
     expect(r.partialPages).toBe(r.partialIoctls * 16);
+    expect(r.partialIdleNs).toEqual([]);
+    const idle = b.wpIoctlRaw(SIZE, 1, { idleMs: 5, idleSamples: 3 }).partialIdleNs;
+    expect(idle.length).toBe(3);
+    positive(...idle);
     const ten = b.wpIoctlRaw(SIZE, 10, { hugePages: true });
     expect(ten.partialPages).toBe(Math.round((SIZE / 65536) * 0.1) * 16);
   });
@@ -173,6 +177,8 @@ describe('bench baselines', () => {
     expect(() => b.memcpyFull(4096)).toThrow(RangeError);
     expect(() => b.wpAsyncScan(SIZE, 1.5)).toThrow(RangeError);
     expect(() => b.wpIoctlRaw(SIZE, 101)).toThrow(RangeError);
+    expect(() => b.wpIoctlRaw(SIZE, 1, { idleMs: -1 })).toThrow(RangeError);
+    expect(() => b.wpIoctlRaw(SIZE, 1, { idleMs: 5, idleSamples: 0 })).toThrow(RangeError);
     expect(() => b.forkReset(SIZE, 0.1, 0)).toThrow(RangeError);
   });
 });

@@ -96,6 +96,12 @@ export interface WpIoctlResult {
   unprotectNs: number;
   /** Protecting `percent` of the pages as 16-page (64 KiB) runs spread evenly, one ioctl per run. */
   partialNs: number;
+  /**
+   * The same runs protected again in the state a program's next snapshot finds them (with
+   * `idleMs` > 0), `idleSamples` times: everything protected, the runs unprotected one by one
+   * and written, then `idleMs` of sleep. Empty without `idleMs`.
+   */
+  partialIdleNs: number[];
   partialPages: number;
   partialIoctls: number;
   pages: number;
@@ -155,7 +161,7 @@ interface BenchAddon {
   forkPeakExtra(size: number, childWork: ForkChildWork): ForkPeakResult;
   mprotectSigsegvWriteOverhead(size: number, writes: boolean): MprotectResult;
   wpAsyncScan(size: number, dirtyFraction: number): WpAsyncScanResult;
-  wpIoctlRaw(size: number, percent: number, hugePages: boolean): WpIoctlResult;
+  wpIoctlRaw(size: number, percent: number, hugePages: boolean, idleMs: number, idleSamples: number): WpIoctlResult;
   lz4Raw(size: number): Lz4Result;
   lz4DecodeRaw(size: number): Lz4Result;
   uffdioCopyRaw(size: number, wp: boolean): UffdioCopyResult;
@@ -239,12 +245,18 @@ export function wpAsyncScan(sizeBytes: number, dirtyFraction: number): WpAsyncSc
  * The raw write-protect ioctl (sync MODE_WP) on a populated region: the whole region in one
  * call, and `percent` percent (default 1 %) of its pages as 64 KiB runs spread evenly (at
  * least one run when percent > 0). `hugePages` maps the region 2 MiB aligned with MADV_HUGEPAGE.
+ * With `idleMs`, the runs are protected again, `idleSamples` times, as a program's next
+ * snapshot finds them (partialIdleNs).
  */
-export function wpIoctlRaw(sizeBytes: number, percent = 1, options: { hugePages?: boolean } = {}): WpIoctlResult {
+export function wpIoctlRaw(sizeBytes: number, percent = 1, options: { hugePages?: boolean; idleMs?: number; idleSamples?: number } = {}): WpIoctlResult {
   checkSize(sizeBytes);
   if (typeof percent !== 'number' || !(percent >= 0 && percent <= 100))
     throw new RangeError(`percent must be a number in [0, 100] (got ${percent})`);
-  return bench().wpIoctlRaw(sizeBytes, percent, options.hugePages === true);
+  const idleMs = options.idleMs ?? 0;
+  if (!Number.isInteger(idleMs) || idleMs < 0 || idleMs > 10_000) throw new RangeError(`idleMs must be an integer in [0, 10000] (got ${idleMs})`);
+  const idleSamples = options.idleSamples ?? 1;
+  if (!Number.isInteger(idleSamples) || idleSamples < 1 || idleSamples > 1000) throw new RangeError(`idleSamples must be an integer in [1, 1000] (got ${idleSamples})`);
+  return bench().wpIoctlRaw(sizeBytes, percent, options.hugePages === true, idleMs, idleSamples);
 }
 
 /** LZ4_compress_default over the region in 64 KiB chunks into a pre-faulted buffer. */

@@ -76,6 +76,7 @@ export type BaselineName =
   | 'mprotect_sigsegv'
   | 'wp_async_scan'
   | 'wp_ioctl_raw'
+  | 'wp_ioctl_raw_warm'
   | 'lz4_raw'
   | 'sqlite_raw'
   | 'read_image'

@@ -117,11 +117,15 @@ Napi::Value WpAsyncScan(const Napi::CallbackInfo& info) {
 
 Napi::Value WpIoctlRaw(const Napi::CallbackInfo& info) {
   return Guard(info, [&](Napi::Env env) -> Napi::Value {
-    auto r = bench::WpIoctlRaw(SizeArg(info, 0), NumArg(info, 1, "percent"), BoolArg(info, 2));
+    auto r = bench::WpIoctlRaw(SizeArg(info, 0), NumArg(info, 1, "percent"), BoolArg(info, 2),
+                               static_cast<int>(NumArg(info, 3, "idleMs")), static_cast<int>(NumArg(info, 4, "idleSamples")));
     Napi::Object o = Napi::Object::New(env);
     o.Set("fullNs", N(env, r.fullNs));
     o.Set("unprotectNs", N(env, r.unprotectNs));
     o.Set("partialNs", N(env, r.partialNs));
+    Napi::Array idle = Napi::Array::New(env, r.partialIdleNs.size());
+    for (size_t i = 0; i < r.partialIdleNs.size(); i++) idle.Set(static_cast<uint32_t>(i), N(env, r.partialIdleNs[i]));
+    o.Set("partialIdleNs", idle);
     o.Set("partialPages", N(env, r.partialPages));
     o.Set("partialIoctls", N(env, r.partialIoctls));
     o.Set("pages", N(env, r.pages));

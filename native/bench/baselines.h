@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace bench {
 
@@ -68,11 +69,12 @@ struct WpIoctlResult {
   uint64_t fullNs;          // one UFFDIO_WRITEPROTECT over the whole populated region
   uint64_t unprotectNs;     // one UFFDIO_WRITEPROTECT mode=0 over the whole region
   uint64_t partialNs;       // protecting `percent` of the pages as 16-page runs, one ioctl per run
+  std::vector<uint64_t> partialIdleNs;  // the same runs as a program leaves them: written, idleMs idle
   uint64_t partialPages;
   uint64_t partialIoctls;
   uint64_t pages;
 };
-WpIoctlResult WpIoctlRaw(size_t size, double percent, bool hugePages);
+WpIoctlResult WpIoctlRaw(size_t size, double percent, bool hugePages, int idleMs, int idleSamples);
 
 struct Lz4Result {
   uint64_t ns;
