@@ -29,12 +29,6 @@ export interface NativeRegionStats {
   chunksUnchanged: number;
 }
 
-export interface NativeSnapshotResult {
-  chunks: Uint32Array;
-  full: boolean;
-  pauseNs: number;
-}
-
 /** Where each rolled-back chunk comes from: the sink (sinkSnap > 0) or checked bytes. */
 export interface NativeRollbackSources {
   chunk: Uint32Array;
@@ -131,7 +125,8 @@ export interface Addon {
   source_stats(source: number): NativeSourceStats;
   region_buffer(h: RegionHandle): ArrayBuffer | undefined;
   /** `hold`: write faults on the region wait after its protect until region_release. */
-  region_snapshot(h: RegionHandle, snapId: number, meta: string, hold?: boolean): NativeSnapshotResult;
+  /** The snapshot's chunks; `out` receives [pause in ns, 1 if it stands alone (full) else 0]. */
+  region_snapshot(h: RegionHandle, snapId: number, meta: string, hold: boolean, out: Float64Array): Uint32Array;
   region_release(h: RegionHandle): void;
   region_prepare_rollback(h: RegionHandle): Uint32Array;
   region_rollback(h: RegionHandle, sink: number, sources: NativeRollbackSources, target: number, onlyWritten?: boolean): Uint32Array;

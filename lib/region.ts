@@ -228,6 +228,8 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
   private readonly memory: WasmMemory<B> | undefined;
   private _size: number;
   private _head: number | null = null;
+  /** region_snapshot's [pause ns, full] (cheaper than a result object in a call that starts cold). */
+  private readonly snapOut = new Float64Array(2);
   private _ready: Promise<void> = Promise.resolve();
   /** The snapshot Region.restore opened: it and its history may be restored in place too. */
   private origin: number | null = null;
@@ -500,17 +502,18 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
       regionSize: this._size,
       full: this._head === null,
     };
-    let r;
+    let chunks;
     try {
-      r = native().region_snapshot(h, id, JSON.stringify(meta), hold);
+      chunks = native().region_snapshot(h, id, JSON.stringify(meta), hold, this.snapOut);
     } catch (err) {
       throw fromNative(err, `snapshot of region "${this.name}" failed`);
     }
-    if (r.full) {
+    const pauseNs = this.snapOut[0]!;
+    if (this.snapOut[1]) {
       meta.full = true;
       meta.parent = null;
     }
-    const persisted = this.store._track(meta, this.name, r.chunks);
+    const persisted = this.store._track(meta, this.name, chunks);
     this._head = id;
     return new Snapshot(TOKEN, this.store, {
       id,
@@ -518,8 +521,8 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
       createdAt: new Date(meta.createdAt),
       region: this.name,
       parent: meta.parent,
-      chunks: r.chunks.length,
-      pauseMs: r.pauseNs / 1e6,
+      chunks: chunks.length,
+      pauseMs: pauseNs / 1e6,
       persisted,
     });
   }

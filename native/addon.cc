@@ -260,13 +260,15 @@ Napi::Value RegionSnapshot(const Napi::CallbackInfo& info) {
     RegionHandle* h = GetRegion(env, info[0]);
     uint64_t snap = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     std::string meta = info[2].As<Napi::String>().Utf8Value();
-    const bool hold = info.Length() > 3 && info[3].ToBoolean().Value();
+    const bool hold = info[3].ToBoolean().Value();
+    Napi::Float64Array out = info[4].As<Napi::Float64Array>();
+    if (out.ElementLength() < 2) throw std::invalid_argument("region_snapshot: out must hold 2 numbers");
     SnapshotResult r = h->region->Snapshot(snap, std::move(meta), hold);
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("chunks", ToUint32Array(env, r.chunks));
-    o.Set("full", r.full);
-    o.Set("pauseNs", Napi::Number::New(env, static_cast<double>(r.pauseNs)));
-    return o;
+    // Through `out` rather than a result object: this call starts cold, and each property
+    // set costs ~10 us then (docs/benchmark.md, fifth session).
+    out[0] = static_cast<double>(r.pauseNs);
+    out[1] = r.full ? 1 : 0;
+    return ToUint32Array(env, r.chunks);
   });
 }
 
