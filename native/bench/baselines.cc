@@ -516,9 +516,12 @@ WpIoctlResult WpIoctlRaw(size_t size, double percent, bool hugePages, int idleMs
   std::vector<size_t> which;
   for (size_t c = 0; c < chunks; c++)
     if (InSpread(c, chunks, runs)) which.push_back(c);
-  t0 = NowNs();
-  for (size_t c : which) UffdWriteProtect(uffd.get(), region.data() + c * kChunkSize, kChunkSize, true);
-  r.partialNs = NowNs() - t0;
+  auto protectRuns = [&] {
+    const uint64_t start = NowNs();
+    for (size_t c : which) UffdWriteProtect(uffd.get(), region.data() + c * kChunkSize, kChunkSize, true);
+    return NowNs() - start;
+  };
+  r.partialNs = protectRuns();
   r.partialIoctls = which.size();
   r.partialPages = which.size() * kPagesPerChunk;
 
@@ -535,9 +538,7 @@ WpIoctlResult WpIoctlRaw(size_t size, double percent, bool hugePages, int idleMs
       TouchEveryPage(chunk, kPagesPerChunk);
     }
     usleep(static_cast<useconds_t>(idleMs) * 1000);
-    t0 = NowNs();
-    for (size_t c : which) UffdWriteProtect(uffd.get(), region.data() + c * kChunkSize, kChunkSize, true);
-    r.partialIdleNs.push_back(NowNs() - t0);
+    r.partialIdleNs.push_back(protectRuns());
   }
   // Nothing writes to the region before the descriptor closes, which drops the protection.
   return r;
