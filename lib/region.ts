@@ -513,9 +513,9 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
       meta.full = true;
       meta.parent = null;
     }
-    const persisted = this.store._track(meta, this.name, chunks);
+    const settlement = this.store._track(meta, this.name, chunks);
     this._head = id;
-    return new Snapshot(TOKEN, this.store, {
+    return new Snapshot(TOKEN, this.store, settlement, {
       id,
       label: meta.label,
       createdAt: new Date(meta.createdAt),
@@ -523,7 +523,6 @@ export class Region<B extends ArrayBuffer | SharedArrayBuffer = ArrayBuffer | Sh
       parent: meta.parent,
       chunks: chunks.length,
       pauseMs: pauseNs / 1e6,
-      persisted,
     });
   }
 

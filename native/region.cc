@@ -186,13 +186,20 @@ Region::~Region() {
   }
 }
 
+namespace {
+
+// Appends the chunks pages [b, e) lie in; runs come in increasing order.
+void AppendChunks(std::vector<uint32_t>* chunks, size_t b, size_t e) {
+  uint32_t first = b / kPagesPerChunk, last = (e - 1) / kPagesPerChunk;
+  if (!chunks->empty() && chunks->back() >= first) first = chunks->back() + 1;
+  for (uint32_t c = first; c <= last; c++) chunks->push_back(c);
+}
+
+}  // namespace
+
 std::vector<uint32_t> Region::WrittenChunksLocked() const {
   std::vector<uint32_t> chunks;
-  written_.ForEachRun([&](size_t b, size_t e) {
-    uint32_t first = b / kPagesPerChunk, last = (e - 1) / kPagesPerChunk;
-    if (!chunks.empty() && chunks.back() >= first) first = chunks.back() + 1;
-    for (uint32_t c = first; c <= last; c++) chunks.push_back(c);
-  });
+  written_.ForEachRun([&](size_t b, size_t e) { AppendChunks(&chunks, b, e); });
   return chunks;
 }
 
@@ -274,9 +281,14 @@ SnapshotResult Region::Snapshot(uint64_t snapId, std::string meta, bool hold) {
     } else {
       {
         BackgroundPark park(kBurstQuietNs, kBurstMaxNs);
-        ProtectPagesLocked(written_);
+        // One walk of the written pages for both (a second cost ~10 us at 1 GiB, cold).
+        ProtectRunsLocked([&](auto protect) {
+          written_.ForEachRun([&](size_t b, size_t e) {
+            AppendChunks(&r.chunks, b, e);
+            protect(b, e);
+          });
+        });
       }
-      r.chunks = WrittenChunksLocked();
       DropUnchangedLocked(&r.chunks);
     }
     if (!pauseMode_) {

@@ -50,13 +50,11 @@ export class Persister {
   }
 
   /** Tracks a snapshot whose chunks are on their way to the store. */
-  track(meta: SnapshotMeta, regionName: string, chunks: Uint32Array): Promise<SnapshotInfo> {
-    const p = new Promise<SnapshotInfo>((resolve, reject) => {
-      this.st.inflight.set(meta.id, { meta, regionName, chunks, resolve, reject });
-    });
-    p.catch(() => {});  // failures surface where `persisted` is awaited, not as unhandled rejections
+  track(meta: SnapshotMeta, regionName: string, chunks: Uint32Array): Settlement<SnapshotInfo> {
+    const settlement = new Settlement<SnapshotInfo>();
+    this.st.inflight.set(meta.id, { meta, regionName, chunks, settlement });
     this.pumpWriter();
-    return p;
+    return settlement;
   }
 
   /**
@@ -180,14 +178,14 @@ export class Persister {
       this.st.inflight.delete(id);
       if (!f) continue;
       const row = selectSnapshots(this.st, 'WHERE s.id = ?').get(id) as SnapshotRow | undefined;
-      if (row) f.resolve(rowToInfo(row));
-      else f.reject(new SnapshotError('INTERNAL', `snapshot ${id} was committed but cannot be read back`));
+      if (row) f.settlement.resolve(rowToInfo(row));
+      else f.settlement.reject(new SnapshotError('INTERNAL', `snapshot ${id} was committed but cannot be read back`));
     }
     for (const { id, error } of r.failed) {
       const f = this.st.inflight.get(id);
       addon.sink_release(this.st.sink, id);
       this.st.inflight.delete(id);
-      f?.reject(new SnapshotError('SNAPSHOT_FAILED', `snapshot ${id} could not be saved: ${error}`, {
+      f?.settlement.reject(new SnapshotError('SNAPSHOT_FAILED', `snapshot ${id} could not be saved: ${error}`, {
         hint: 'The next snapshot of the region saves all of it again.',
       }));
     }
@@ -202,7 +200,7 @@ export class Persister {
     }
     for (const [id, f] of this.st.inflight) {
       this.st.inflight.delete(id);
-      f.reject(err);
+      f.settlement.reject(err);
     }
   }
 
@@ -239,3 +237,35 @@ export class Persister {
     this.worker = undefined;
     if (!this.idle()) this.failAll(new SnapshotError('INTERNAL', 'store closed before every snapshot was saved'));
   }}
+
+/**
+ * A promise made only when asked for: many programs never look at a snapshot's `persisted`,
+ * and two promises per snapshot() (one for the catch) were a fifth of its cost back to back
+ * (docs/benchmark.md, sixth session).
+ */
+export class Settlement<T> {
+  private made: Promise<T> | undefined;
+  private settle: { resolve: (v: T) => void; reject: (e: unknown) => void } | undefined;
+  private outcome: { value: T } | { error: unknown } | undefined;
+
+  promise(): Promise<T> {
+    if (this.made) return this.made;
+    const o = this.outcome;
+    if (!o) this.made = new Promise<T>((resolve, reject) => (this.settle = { resolve, reject }));
+    else this.made = 'value' in o ? Promise.resolve(o.value) : Promise.reject(o.error);
+    this.made.catch(() => {});  // failures surface where the promise is awaited, not as unhandled rejections
+    return this.made;
+  }
+
+  resolve(value: T): void {
+    if (this.outcome) return;
+    this.outcome = { value };
+    this.settle?.resolve(value);
+  }
+
+  reject(error: unknown): void {
+    if (this.outcome) return;
+    this.outcome = { error };
+    this.settle?.reject(error);
+  }
+}

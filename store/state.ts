@@ -2,17 +2,18 @@
 // Store facade (store.ts) owns one StoreState; catalog, delete, verify, the persister, chunk
 // sources and restore are functions (or small classes) over it.
 import type Database from 'better-sqlite3';
-import { SnapshotError, invalidArgument } from '../core/errors';
+import { invalidArgument } from '../core/errors';
 import type { SnapshotInfo } from './catalog';
 import type { SnapshotMeta } from './writer';
+import type { Settlement } from './persister';
 
 /** A snapshot taken in this process whose chunks the sink still holds. */
 export interface Inflight {
   meta: SnapshotMeta;
   regionName: string;
   chunks: Uint32Array;
-  resolve: (info: SnapshotInfo) => void;
-  reject: (err: SnapshotError) => void;
+  /** Settles the snapshot's `persisted`. */
+  settlement: Settlement<SnapshotInfo>;
 }
 
 /** A persisted snapshot's own chunk rows, checked against their tags, sorted by chunk. */

@@ -19,7 +19,7 @@ import type { GcResult, PullOptions, PullResult, PushOptions, PushResult, Snapsh
 import { rollbackSources, withSinkPinned } from './chunk-sources';
 import { checkDeletable, gcInUse } from './delete';
 import { checkStoreFile, checkTruncation, maxPages, recover, releaseWriterLock, sqliteError, syncDirectory, takeWriterLock } from './open';
-import { Persister } from './persister';
+import { Persister, type Settlement } from './persister';
 import { LocalRestore, type PageSource } from './restore';
 import { readRange } from './image';
 import { initSchema } from './schema';
@@ -361,7 +361,7 @@ export class Store {
   }
 
   /** @internal Tracks a snapshot whose chunks are on their way to the store. */
-  _track(meta: SnapshotMeta, regionName: string, chunks: Uint32Array): Promise<SnapshotInfo> {
+  _track(meta: SnapshotMeta, regionName: string, chunks: Uint32Array): Settlement<SnapshotInfo> {
     return this.persister.track(meta, regionName, chunks);
   }
 
