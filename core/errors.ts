@@ -24,6 +24,7 @@ export type SnapshotErrorCode =
   | 'REMOTE_UNAVAILABLE'
   | 'REMOTE_NO_BUCKET'
   | 'REMOTE_KEY'
+  | 'REMOTE_LOCKED'
   | 'REMOTE_ERROR'
   | 'INTERNAL';
 

@@ -5,6 +5,7 @@ import { SnapshotError } from '../core/errors';
 import type { PullOptions, PullResult, PushOptions, PushResult } from './types';
 import { native } from '../core/native';
 import { forEachLimit, sha256, type Manifest, type ManifestChunk, type Remote } from './remote';
+import type { RemoteLock } from './remote-lock';
 import { CODEC } from './schema';
 import type { Store } from './store';
 import { chunkTag, snapshotTag } from './tags';
@@ -14,6 +15,22 @@ export type { PushOptions, PushResult, PullOptions, PullResult } from './types';
 const CORRUPT_HINT = 'Run `usnap verify` on the store to see what is damaged.';
 
 export async function push(store: Store, remote: Remote, opts: PushOptions = {}): Promise<PushResult> {
+  checkPushable(store, opts);
+  // A shared lock: gc (which takes it alone) cannot delete a chunk this push finds present.
+  return remote._withLock('push', 'push', (lock) => pushLocked(store, remote, opts, lock));
+}
+
+function checkPushable(store: Store, opts: PushOptions): void {
+  const wanted = opts.snapshot === undefined ? [] : [opts.snapshot].flat();
+  for (const id of wanted) {
+    const info = store.info(id);  // NOT_FOUND / NOT_PERSISTED before any request
+    if (opts.region !== undefined && info.region !== opts.region) {
+      throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} is of region "${info.region}", not "${opts.region}"`);
+    }
+  }
+}
+
+async function pushLocked(store: Store, remote: Remote, opts: PushOptions, lock: RemoteLock): Promise<PushResult> {
   const wanted = opts.snapshot === undefined ? store.list(opts.region === undefined ? {} : { region: opts.region }).map((s) => s.id) : [opts.snapshot].flat();
   const ids = new Set<number>();
   for (const id of wanted) {
@@ -71,6 +88,7 @@ export async function push(store: Store, remote: Remote, opts: PushOptions = {})
       full: info.full,
       chunks,
     };
+    lock.assertHeld('push');
     const { id: rid } = await remote.putManifest(manifest);
     remoteId.set(id, rid);
     result.snapshots.push({ local: id, id: rid });

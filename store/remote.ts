@@ -8,6 +8,7 @@ import type * as Zlib from 'node:zlib';
 import { SnapshotError } from '../core/errors';
 import { native } from '../core/native';
 import { CODEC } from './schema';
+import { withLock, type LockKind, type RemoteLock } from './remote-lock';
 
 export function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -32,6 +33,11 @@ export interface RemoteOptions {
   maxAttempts?: number;
   /** Milliseconds without an answer before a request attempt fails (default 20000). */
   requestTimeout?: number;
+  /**
+   * Milliseconds after which a lock not renewed is taken for a dead process's and ignored
+   * (default 30 min; at least 1000). Holders renew theirs every sixth of it (docs/remote.md).
+   */
+  lockStaleMs?: number;
 }
 
 export interface RemoteSnapshotInfo {
@@ -85,6 +91,7 @@ export interface RemoteConfig {
   concurrency: number;
   maxAttempts: number;
   requestTimeout: number;
+  lockStaleMs: number;
   /** requests, bytesDownloaded, bytesUploaded, chunksFetched: shared with the fetch worker. */
   counters: SharedArrayBuffer;
 }
@@ -102,7 +109,7 @@ function sdk(): typeof S3 {
 const FORMAT = 'uffd-snapshot-remote';
 const [REQUESTS, DOWNLOADED, UPLOADED, FETCHED] = [0, 1, 2, 3];
 const CHUNK_MAGIC = Buffer.from('USC1');
-const OPTION_KEYS = ['endpoint', 'region', 'credentials', 'forcePathStyle', 'createBucket', 'encryptionKey', 'concurrency', 'maxAttempts', 'requestTimeout'];
+const OPTION_KEYS = ['endpoint', 'region', 'credentials', 'forcePathStyle', 'createBucket', 'encryptionKey', 'concurrency', 'maxAttempts', 'requestTimeout', 'lockStaleMs'];
 const CORRUPT_HINT = 'The object was damaged or replaced in the bucket; push the snapshot again from a store that has it.';
 
 /** Names, chunk keys and sealing: the crypto of one remote (no key: plain objects). */
@@ -158,6 +165,15 @@ export class Sealer {
     const rawLen = plain.readUInt32LE(8);
     if ((codec !== 1 && codec !== 2) || rawLen === 0 || rawLen > 65536) throw corrupt(`${what} has a damaged header`);
     return { codec, rawLen, data: plain.subarray(12) };
+  }
+
+  /** A lock's description (host, pid, what): sealed like a manifest. */
+  sealNote(plain: Buffer): Buffer {
+    return this.manifestKey ? seal(this.manifestKey, plain) : plain;
+  }
+
+  openNote(bytes: Buffer, what: string): Buffer {
+    return this.manifestKey ? open(this.manifestKey, bytes, what) : bytes;
   }
 
   sealManifest(m: Manifest): { id: string; bytes: Buffer } {
@@ -312,6 +328,8 @@ export class Remote {
   private readonly counters: Float64Array;
   private readonly manifests = new Map<string, Manifest>();
   private chunkNames: Set<string> | undefined;
+  /** The gc-epoch object's contents when chunkNames was listed. */
+  private chunkEpoch: string | undefined;
   private closed = false;
   private readonly closers: (() => Promise<void>)[] = [];
 
@@ -361,6 +379,9 @@ export class Remote {
       const v = opts[k];
       if (v !== undefined && (!Number.isSafeInteger(v) || v <= 0)) throw new SnapshotError('INVALID_ARGUMENT', `Expected a positive integer for ${k} but received ${String(v)}`);
     }
+    if (opts.lockStaleMs !== undefined && (!Number.isSafeInteger(opts.lockStaleMs) || opts.lockStaleMs < 1000)) {
+      throw new SnapshotError('INVALID_ARGUMENT', `Expected an integer of at least 1000 for lockStaleMs but received ${String(opts.lockStaleMs)}`);
+    }
     const endpoint = opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
     const cfg: RemoteConfig = {
       url,
@@ -374,6 +395,7 @@ export class Remote {
       concurrency: opts.concurrency ?? 16,
       maxAttempts: opts.maxAttempts ?? 4,
       requestTimeout: opts.requestTimeout ?? 20000,
+      lockStaleMs: opts.lockStaleMs ?? 30 * 60_000,
       counters: new SharedArrayBuffer(40),
     };
     const remote = new Remote(cfg);
@@ -515,15 +537,36 @@ export class Remote {
     return `${this.prefix}chunks/${this.sealer.chunkName(sha)}`;
   }
 
-  /** @internal Names of the chunk objects present (listed once, then kept up to date by this object's pushes). */
+  /** @internal Plain DELETE of some keys (full keys), up to 1000 per request. */
+  async deleteKeys(keys: string[], what: string): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const part = keys.slice(i, i + 1000);
+      await this.send(new (sdk().DeleteObjectsCommand)({ Bucket: this.bucket, Delete: { Objects: part.map((Key) => ({ Key })), Quiet: true } }), what);
+    }
+  }
+
+  /** @internal Runs `fn` holding a lock on the remote (store/remote-lock.ts). */
+  _withLock<T>(kind: LockKind, what: string, fn: (lock: RemoteLock) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return withLock(this, kind, what, this.cfg.lockStaleMs, fn);
+  }
+
+  /**
+   * @internal Names of the chunk objects present, for a push holding its lock: listed once and
+   * kept up to date by this object's pushes, listed again when a gc has run since (every gc
+   * writes a new gc-epoch before it deletes anything).
+   */
   async presentChunks(): Promise<Set<string>> {
-    this.chunkNames ??= new Set((await this.listKeys('chunks/')).map((o) => o.name));
+    const epoch = (await this.getObject(`${this.prefix}gc-epoch`))?.toString('utf8') ?? '';
+    if (this.chunkNames && this.chunkEpoch === epoch) return this.chunkNames;
+    this.chunkNames = new Set((await this.listKeys('chunks/')).map((o) => o.name));
+    this.chunkEpoch = epoch;
     return this.chunkNames;
   }
 
-  /** @internal Uploads a chunk unless the remote holds it; true when it was uploaded. */
+  /** @internal Uploads a chunk unless the remote holds it (per presentChunks()); true when it was uploaded. */
   async putChunk(sha: string, codec: number, rawLen: number, data: Uint8Array): Promise<number> {
-    const names = await this.presentChunks();
+    const names = this.chunkNames ?? (await this.presentChunks());
     const name = this.sealer.chunkName(sha);
     if (names.has(name)) return 0;
     const body = this.sealer.sealChunk(sha, codec, rawLen, data);
@@ -623,23 +666,36 @@ export class Remote {
   async delete(id: string): Promise<void> {
     this.assertOpen();
     await this.manifest(id);
-    for (const other of await this.snapshotIds()) {
-      if (other === id) continue;
-      if ((await this.manifest(other)).parent === id) {
-        throw new SnapshotError('SNAPSHOT_IN_USE', `remote snapshot ${other} stands on ${id}`, { hint: `Delete ${other} (and what stands on it) first.` });
+    // Exclusive: a push in flight may be about to write a snapshot standing on this one.
+    await this._withLock('exclusive', `delete ${id}`, async () => {
+      for (const other of await this.snapshotIds()) {
+        if (other === id) continue;
+        if ((await this.manifest(other)).parent === id) {
+          throw new SnapshotError('SNAPSHOT_IN_USE', `remote snapshot ${other} stands on ${id}`, { hint: `Delete ${other} (and what stands on it) first.` });
+        }
       }
-    }
-    await this.send(new (sdk().DeleteObjectsCommand)({ Bucket: this.bucket, Delete: { Objects: [{ Key: `${this.prefix}snapshots/${id}` }] } }), `delete ${id}`);
-    this.manifests.delete(id);
+      await this.deleteKeys([`${this.prefix}snapshots/${id}`], `delete ${id}`);
+      this.manifests.delete(id);
+    });
   }
 
   /**
-   * Deletes chunk objects no snapshot references. A chunk younger than `graceMs` (default one
-   * hour) is kept: it may belong to a push whose manifest is not written yet.
+   * Deletes chunk objects no snapshot references. Holds the remote alone: REMOTE_LOCKED while a
+   * push or delete is in flight. A chunk younger than `graceMs` (default one hour) is kept: it
+   * may belong to a push that takes no lock (an older version of this library).
    */
   async gc(opts: { graceMs?: number } = {}): Promise<{ deletedChunks: number; keptYoung: number }> {
     this.assertOpen();
     const grace = opts.graceMs ?? 3_600_000;
+    return this._withLock('exclusive', 'gc', async () => {
+      // Before anything goes: pushes that listed the chunks earlier list them again.
+      await this.put(`${this.prefix}gc-epoch`, Buffer.from(randomBytes(16).toString('hex')));
+      this.chunkNames = undefined;
+      return this.collect(grace);
+    });
+  }
+
+  private async collect(grace: number): Promise<{ deletedChunks: number; keptYoung: number }> {
     const chunks = await this.listKeys('chunks/');
     const referenced = new Set<string>();
     for (const id of await this.snapshotIds()) {
@@ -653,14 +709,7 @@ export class Remote {
       if (now - o.modified < grace) keptYoung++;
       else doomed.push(o.name);
     }
-    for (let i = 0; i < doomed.length; i += 1000) {
-      const part = doomed.slice(i, i + 1000);
-      await this.send(
-        new (sdk().DeleteObjectsCommand)({ Bucket: this.bucket, Delete: { Objects: part.map((n) => ({ Key: `${this.prefix}chunks/${n}` })), Quiet: true } }),
-        'delete chunks',
-      );
-      for (const n of part) this.chunkNames?.delete(n);
-    }
+    await this.deleteKeys(doomed.map((n) => `${this.prefix}chunks/${n}`), 'delete chunks');
     return { deletedChunks: doomed.length, keptYoung };
   }
 

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { Region, Remote, Store } from '../lib/index';
 import { dist, expectBytesEqual, root, runNode, tmpDir } from './helpers';
@@ -165,9 +166,12 @@ describe('remote faults', () => {
     const plainObjects = await objects(plainUrl);
     expect(plainObjects.some((o) => o.body.includes(marker))).toBe(true);
     expect(plainObjects.some((o) => chunkShas.has(o.key.split('/').pop()!))).toBe(true);
-    const encObjects = await objects(encUrl);
+    // Listed while a lock is held: its host and pid are sealed too.
+    const encObjects = await enc._withLock('push', 'test', () => objects(encUrl));
     expect(encObjects.filter((o) => o.key.includes('/chunks/')).length).toBe(32);
+    expect(encObjects.filter((o) => o.key.includes('/locks/push-')).length).toBe(1);
     for (const o of encObjects) {
+      expect(o.body.includes(`"host":"${hostname()}"`), o.key).toBe(false);
       expect(o.body.includes(marker), o.key).toBe(false);
       expect(o.body.includes(Buffer.from(marker).subarray(0, 16)), o.key).toBe(false);
       expect(chunkShas.has(o.key.split('/').pop()!), o.key).toBe(false);

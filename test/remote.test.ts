@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Region, Remote, Store } from '../lib/index';
+import { Region, Remote, SnapshotError, Store } from '../lib/index';
 import { expectBytesEqual, expectRejectCode, fillPattern, root, tmpDir } from './helpers';
 import { freshUrl, openRemote, s3ChildEnv } from './remote-helpers';
 
@@ -26,6 +26,19 @@ async function chain(store: Store, name: string, size: number, n: number, seed: 
   }
   region.close();
   return { ids, images };
+}
+
+/** Pulls everything into a new store and checks each region's newest snapshot against its image. */
+async function expectPulled(remote: Remote, file: string, images: Record<string, Uint8Array>): Promise<void> {
+  const store = Store.open(file);
+  await store.pull(remote);
+  for (const [name, image] of Object.entries(images)) {
+    const region = Region.restore(store, { name, snapshot: store.list({ region: name }).at(-1)!.id });
+    await region.ready;
+    expectBytesEqual(new Uint8Array(region.buffer), image);
+    region.close();
+  }
+  store.close();
 }
 
 describe('push, list, pull', () => {
@@ -131,13 +144,85 @@ describe('push, list, pull', () => {
     const g = await remote.gc({ graceMs: 0 });
     expect(g.deletedChunks).toBeGreaterThan(0);
     expect((await remote.gc({ graceMs: 0 })).deletedChunks).toBe(0);
-    const other = Store.open(path.join(dir, 'gc2.db'));
-    await other.pull(remote);
-    const region = Region.restore(other, { name: 'app', snapshot: other.list().at(-1)!.id });
-    await region.ready;
-    expectBytesEqual(new Uint8Array(region.buffer), images[1]!);
-    region.close();
-    other.close();
+    await expectPulled(remote, path.join(dir, 'gc2.db'), { app: images[1]! });
+    store.close();
+    await remote.close();
+  });
+
+  it('a push after a gc elsewhere uploads again what the gc deleted, though its Remote had listed it', async () => {
+    const store = Store.open(path.join(dir, 'relist.db'));
+    const { ids, images } = await chain(store, 'app', 2 * MiB, 2, 41);
+    const url = freshUrl();
+    const pusher = await openRemote(url);
+    const first = await store.push(pusher, { snapshot: ids[0]! });
+    const admin = await openRemote(url);
+    await admin.delete(first.snapshots[0]!.id);
+    const g = await admin.gc({ graceMs: 0 });
+    expect(g.deletedChunks).toBe(first.chunksUploaded);
+    // The same Remote pushes the snapshot again, with its child: every chunk the gc took goes up again.
+    const second = await store.push(pusher, { snapshot: ids[1]! });
+    expect(second.chunksPresent).toBe(0);
+    expect(second.chunksUploaded).toBeGreaterThan(g.deletedChunks);
+    expect(await admin.verify()).toMatchObject({ ok: true, snapshots: 2, problems: [] });
+    await expectPulled(admin, path.join(dir, 'relist2.db'), { app: images[1]! });
+    store.close();
+    await pusher.close();
+    await admin.close();
+  });
+
+  it('gc and delete wait for no push: REMOTE_LOCKED while one is in flight, nothing deleted', async () => {
+    const store = Store.open(path.join(dir, 'lock.db'));
+    const { ids, images } = await chain(store, 'app', 2 * MiB, 2, 51);
+    const url = freshUrl();
+    const remote = await openRemote(url);
+    const first = await store.push(remote, { snapshot: ids[0]! });
+    const admin = await openRemote(url);
+    let during: Promise<unknown>[] = [];
+    const pushed = await store.push(remote, {
+      snapshot: ids[1]!,
+      onProgress: (done) => {
+        if (done === 1) during = [admin.gc({ graceMs: 0 }), admin.delete(first.snapshots[0]!.id)].map((p) => p.catch((e: unknown) => e));
+      },
+    });
+    expect(during.length).toBe(2);
+    for (const err of await Promise.all(during)) {
+      expect(err).toBeInstanceOf(SnapshotError);
+      // Held by the push, or by the other of the two (they also exclude each other).
+      expect(err).toMatchObject({ code: 'REMOTE_LOCKED', message: expect.stringMatching(/a (push|gc|delete [0-9a-f]+) \(process \d+ on /) });
+    }
+    expect(await admin.verify()).toMatchObject({ ok: true, snapshots: 2, problems: [] });
+    // Two pushes share the remote; with both done, gc and delete run.
+    const other = Store.open(path.join(dir, 'lock2.db'));
+    const c = await chain(other, 'other', 1 * MiB, 1, 52);
+    await Promise.all([store.push(remote), other.push(admin)]);
+    await admin.delete(pushed.snapshots[1]!.id);
+    expect((await admin.gc({ graceMs: 0 })).deletedChunks).toBeGreaterThan(0);
+    expect(await remote.listKeys('locks/')).toEqual([]);
+    await expectPulled(admin, path.join(dir, 'lock3.db'), { app: images[0]!, other: c.images[0]! });
+    for (const s of [store, other]) s.close();
+    await remote.close();
+    await admin.close();
+  });
+
+  it('a push while gc holds the remote is REMOTE_LOCKED and uploads nothing; a dead holder\'s lock goes stale', async () => {
+    const store = Store.open(path.join(dir, 'stale.db'));
+    const { ids } = await chain(store, 'app', 1 * MiB, 1, 61);
+    const url = freshUrl();
+    const remote = await openRemote(url, { lockStaleMs: 2000 });
+    // What a gc killed mid-way leaves behind.
+    await remote.put(`${remote.prefix}locks/exclusive-0123456789abcdef01234567`, Buffer.from(JSON.stringify({ kind: 'exclusive', host: 'elsewhere', pid: 4242, what: 'gc' })));
+    const before = remote.stats().bytesUploaded;
+    const err = await expectRejectCode(store.push(remote), 'REMOTE_LOCKED');
+    expect(err.message).toMatch(/a gc \(process 4242 on elsewhere, lock locks\/exclusive-/);
+    expect(err.hint).toMatch(/push again/);
+    expect((await remote.listKeys('chunks/')).length).toBe(0);
+    expect(remote.stats().bytesUploaded - before).toBeLessThan(1024);  // the lock objects alone
+    await new Promise((r) => setTimeout(r, 3500));  // the server's clock counts whole seconds
+    const r = await store.push(remote);
+    expect(r.snapshots.map((s) => s.local)).toEqual(ids);
+    await remote.gc();  // an exclusive holder removes locks gone stale
+    expect(await remote.listKeys('locks/')).toEqual([]);
+    await expectRejectCode(openRemote(url, { lockStaleMs: 999 }), 'INVALID_ARGUMENT');
     store.close();
     await remote.close();
   });
