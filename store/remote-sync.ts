@@ -15,22 +15,13 @@ export type { PushOptions, PushResult, PullOptions, PullResult } from './types';
 const CORRUPT_HINT = 'Run `usnap verify` on the store to see what is damaged.';
 
 export async function push(store: Store, remote: Remote, opts: PushOptions = {}): Promise<PushResult> {
-  checkPushable(store, opts);
+  const order = snapshotsToPush(store, opts);
   // A shared lock: gc (which takes it alone) cannot delete a chunk this push finds present.
-  return remote._withLock('push', 'push', (lock) => pushLocked(store, remote, opts, lock));
+  return remote._withLock('push', 'push', (lock) => pushLocked(store, remote, order, opts, lock));
 }
 
-function checkPushable(store: Store, opts: PushOptions): void {
-  const wanted = opts.snapshot === undefined ? [] : [opts.snapshot].flat();
-  for (const id of wanted) {
-    const info = store.info(id);  // NOT_FOUND / NOT_PERSISTED before any request
-    if (opts.region !== undefined && info.region !== opts.region) {
-      throw new SnapshotError('REGION_MISMATCH', `snapshot ${id} is of region "${info.region}", not "${opts.region}"`);
-    }
-  }
-}
-
-async function pushLocked(store: Store, remote: Remote, opts: PushOptions, lock: RemoteLock): Promise<PushResult> {
+/** The snapshots asked for and those they stand on, parents first; checked before any request. */
+function snapshotsToPush(store: Store, opts: PushOptions): number[] {
   const wanted = opts.snapshot === undefined ? store.list(opts.region === undefined ? {} : { region: opts.region }).map((s) => s.id) : [opts.snapshot].flat();
   const ids = new Set<number>();
   for (const id of wanted) {
@@ -40,7 +31,10 @@ async function pushLocked(store: Store, remote: Remote, opts: PushOptions, lock:
     }
     for (const a of store.ancestors(id)) ids.add(a);
   }
-  const order = [...ids].sort((a, b) => a - b);  // a parent always has a smaller id than its children
+  return [...ids].sort((a, b) => a - b);  // a parent always has a smaller id than its children
+}
+
+async function pushLocked(store: Store, remote: Remote, order: number[], opts: PushOptions, lock: RemoteLock): Promise<PushResult> {
   const infos = new Map(order.map((id) => [id, store.info(id)]));
   const total = order.reduce((n, id) => n + infos.get(id)!.chunks, 0);
   const before = remote.stats().bytesUploaded;
