@@ -62,24 +62,32 @@ it('a snapshot parks a busy background thread through its protects and the write
   await spinning();
   const before = native().background_park_stats();
   const counts: number[] = [];
-  for (let i = 0; i < 5; i++) {
+  let bursts = 0;
+  // A park ends 1 ms after the last fault, so a burst in which this thread stopped that long
+  // (preempted: the tests run in parallel, under ASan too) proves nothing and is taken again.
+  while (counts.length < 5 && bursts < 40) {
+    bursts++;
     await new Promise((r) => setTimeout(r, 40));  // parks take at most half the background's time
     await spinning();
     for (let c = 0; c < u8.length; c += 2 << 16) u8[c]++;  // 512 runs of written pages
     region.snapshot();
     let from = 0;
+    let last = performance.now();
+    let longestGap = 0;
     for (let c = 0, n = 0; n < 32; c += 2 << 16, n++) {
       u8[c]++;  // write faults
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
       if (n === 8) from = counted();
     }
-    counts.push(counted() - from);
+    if (longestGap < 0.8) counts.push(counted() - from);
   }
   Atomics.store(shared, 1, 1);
   await worker.terminate();
-  expect(native().background_park_stats().signalsSent - before.signalsSent).toBe(5);
-  // Between the 8th and the 32nd write fault after each snapshot, the worker counted nothing. A
-  // park ends 1 ms after the last fault: one burst may see it end if this thread is preempted
-  // that long between two faults (the machine is loaded while the tests run in parallel).
+  expect(native().background_park_stats().signalsSent - before.signalsSent).toBe(bursts);
+  expect(counts.length, `only ${counts.length} of ${bursts} bursts ran without a 0.8 ms stop`).toBe(5);
+  // Between the 8th and the 32nd write fault after each snapshot, the worker counted nothing.
   expect(counts.filter((n) => n === 0).length, `counts ${counts.join(', ')}`).toBeGreaterThanOrEqual(4);
   region.close();
 });
