@@ -25,7 +25,7 @@ export class RemoteLock {
     private readonly staleMs: number,
   ) {
     this.refreshedAt = performance.now();
-    this.timer = setInterval(() => (this.refreshing ??= this.refresh().finally(() => (this.refreshing = undefined))), Math.max(100, staleMs / 6));
+    this.timer = setInterval(() => (this.refreshing ??= this.refresh().finally(() => (this.refreshing = undefined))), staleMs / 6);
     this.timer.unref();
   }
 
@@ -67,8 +67,9 @@ export class RemoteLock {
 export async function withLock<T>(remote: Remote, kind: LockKind, what: string, staleMs: number, fn: (lock: RemoteLock) => Promise<T>): Promise<T> {
   const name = `${kind}-${randomBytes(12).toString('hex')}`;
   const body = remote.sealer.sealNote(Buffer.from(JSON.stringify({ kind, host: hostname(), pid: process.pid, what })));
-  await remote.put(`${remote.prefix}locks/${name}`, body);
-  const lock = new RemoteLock(remote, `${remote.prefix}locks/${name}`, body, staleMs);
+  const key = `${remote.prefix}locks/${name}`;
+  await remote.put(key, body);
+  const lock = new RemoteLock(remote, key, body, staleMs);
   try {
     const stale = await checkOthers(remote, name, kind, what, staleMs);
     // An exclusive holder is the only one working: locks left by dead processes can go.
